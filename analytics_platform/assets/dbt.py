@@ -1,0 +1,98 @@
+"""dbt staging and marts, partitioned by tenant_day: one dbt invocation per run."""
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from dagster import AssetExecutionContext, AssetKey, AssetSpec, BackfillPolicy, Config
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    dbt_assets,
+)
+
+from analytics_platform.dbt_project import dbt_project, manifest_path
+from analytics_platform.partitions import SliceWindow, slice_window, tenant_day, tenant_days
+from analytics_platform.resources.postgres import PostgresResource
+
+
+class DbtRunConfig(Config):
+    """Launchpad knobs for a dbt run."""
+
+    full_refresh: bool = False
+
+
+class PlatformDbtTranslator(DagsterDbtTranslator):
+    def get_asset_spec(
+        self, manifest: Mapping[str, Any], unique_id: str, project: Any | None
+    ) -> AssetSpec:
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        node = manifest["nodes"].get(unique_id) or manifest["sources"].get(unique_id, {})
+        if node.get("resource_type") != "model":
+            return spec
+        layer = "staging" if "staging" in node.get("fqn", []) else "marts"
+        # Keys are the model names analysts know (stg_events), not schema-prefixed.
+        return spec.replace_attributes(
+            key=AssetKey(node["name"]),
+            group_name=layer,
+            owners=["team:analytics-engineering"],
+        ).merge_attributes(kinds={"postgres"}, tags={"layer": layer})
+
+
+def partitioned_dbt_vars(window: SliceWindow) -> dict[str, Any]:
+    """The dbt vars that scope every model to the run's tenant-days."""
+    return {
+        "tenants": list(window.tenants),
+        "start_date": window.start_date.isoformat(),
+        "end_date": window.end_date.isoformat(),
+    }
+
+
+def dbt_build_args(dbt_vars: Mapping[str, Any], *, full_refresh: bool = False) -> list[str]:
+    args = ["build", "--vars", json.dumps(dict(dbt_vars), sort_keys=True)]
+    return [*args, "--full-refresh"] if full_refresh else args
+
+
+@contextmanager
+def _environment(overrides: Mapping[str, str]) -> Iterator[None]:
+    """Expose the warehouse connection to the dbt subprocess, then restore the environment."""
+    saved = {name: os.environ.get(name) for name in overrides}
+    os.environ.update(overrides)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _translator() -> PlatformDbtTranslator:
+    return PlatformDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
+
+
+@dbt_assets(
+    manifest=manifest_path(),
+    project=dbt_project(),
+    partitions_def=tenant_day,
+    backfill_policy=BackfillPolicy.single_run(),
+    dagster_dbt_translator=_translator(),
+    name="analytics_dbt_models",
+)
+def analytics_dbt_models(
+    context: AssetExecutionContext,
+    config: DbtRunConfig,
+    dbt: DbtCliResource,
+    postgres: PostgresResource,
+) -> Iterator[Any]:
+    window = slice_window(tenant_days(context.partition_keys))
+    args = dbt_build_args(partitioned_dbt_vars(window), full_refresh=config.full_refresh)
+    with _environment(postgres.libpq_env()):
+        invocation = dbt.cli(args, context=context)
+    yield from invocation.stream()
+
+

@@ -1,0 +1,54 @@
+"""Where the dbt project lives, and preparing its manifest ahead of time.
+
+Importing the code location reads `target/manifest.json` but never parses dbt;
+`analytics-platform prepare` (run by `make`) writes that manifest.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+
+from dagster_dbt import DbtCliResource, DbtProject
+
+DEFAULT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
+
+
+class ManifestMissing(RuntimeError):
+    pass
+
+
+@functools.cache
+def dbt_project() -> DbtProject:
+    project_dir = Path(os.environ.get("DBT_PROJECT_DIR", DEFAULT_PROJECT_DIR))
+    return DbtProject(project_dir=project_dir, profiles_dir=project_dir)
+
+
+def manifest_path() -> Path:
+    """The prepared manifest, or a clear error saying how to create it."""
+    path = dbt_project().manifest_path
+    if not path.exists():
+        raise ManifestMissing(
+            f"dbt manifest {path} is missing: run `make prepare` "
+            "(or `analytics-platform prepare`) once after installing or changing dbt models"
+        )
+    return path
+
+
+def dbt_executable() -> str:
+    """The dbt installed next to this Python, so an un-activated virtualenv still works."""
+    beside_python = Path(sys.executable).with_name("dbt")
+    return str(beside_python) if beside_python.exists() else "dbt"
+
+
+def dbt_resource() -> DbtCliResource:
+    return DbtCliResource(project_dir=dbt_project(), dbt_executable=dbt_executable())
+
+
+def prepare() -> Path:
+    """Parse the dbt project into `target/manifest.json` (partial parsing stays on)."""
+    project = dbt_project()
+    dbt_resource().cli(["parse", "--quiet"], target_path=project.target_path).wait()
+    return project.manifest_path

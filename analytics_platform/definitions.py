@@ -1,0 +1,29 @@
+"""The one `Definitions` of the analytics_platform code location."""
+
+from __future__ import annotations
+
+from dagster import Definitions, EnvVar
+
+from analytics_platform.assets.dbt import analytics_dbt_models
+from analytics_platform.assets.raw import raw_file_events
+from analytics_platform.assets.serving import serving_daily_metrics
+from analytics_platform.dbt_project import dbt_resource
+from analytics_platform.jobs import jobs
+from analytics_platform.resources.clickhouse import ClickHouseResource
+from analytics_platform.resources.landing import LandingZoneResource
+from analytics_platform.resources.postgres import PostgresResource
+
+assets = [raw_file_events, analytics_dbt_models, serving_daily_metrics]
+
+
+def platform_resources() -> dict[str, object]:
+    """Resources configured from the environment (see analytics_platform/settings.py)."""
+    return {
+        "postgres": PostgresResource(url=EnvVar("DATABASE_URL")),
+        "clickhouse": ClickHouseResource(url=EnvVar("CLICKHOUSE_URL")),
+        "landing": LandingZoneResource(root=EnvVar("LANDING_DIR")),
+        "dbt": dbt_resource(),
+    }
+
+
+defs = Definitions(assets=assets, jobs=jobs, resources=platform_resources())

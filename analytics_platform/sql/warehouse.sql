@@ -1,0 +1,62 @@
+-- Warehouse layout owned by the platform. Idempotent: applied before every load.
+CREATE SCHEMA IF NOT EXISTS platform;
+CREATE SCHEMA IF NOT EXISTS raw;
+CREATE SCHEMA IF NOT EXISTS staging;
+CREATE SCHEMA IF NOT EXISTS marts;
+
+CREATE TABLE IF NOT EXISTS platform.tenants (
+    tenant_id     text PRIMARY KEY CHECK (tenant_id ~ '^[a-z][a-z0-9_]{1,39}$'),
+    display_name  text NOT NULL,
+    status        text NOT NULL DEFAULT 'active'
+                  CHECK (status IN ('pending', 'active', 'suspended', 'deprovisioned')),
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    updated_at    timestamptz NOT NULL DEFAULT now()
+);
+
+-- Dead letters: every row that broke the event contract, with its original text.
+CREATE TABLE IF NOT EXISTS platform.quarantine (
+    quarantine_id  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tenant_id      text NOT NULL,
+    partition_date date NOT NULL,
+    layer          text NOT NULL,
+    source         text NOT NULL,
+    source_line    integer NOT NULL,
+    reason         text NOT NULL,
+    detail         text NOT NULL,
+    raw_text       text NOT NULL,
+    run_id         text,
+    quarantined_at timestamptz NOT NULL DEFAULT now(),
+    reprocessed_at timestamptz
+);
+CREATE INDEX IF NOT EXISTS quarantine_slice_idx
+    ON platform.quarantine (tenant_id, partition_date, layer);
+
+CREATE TABLE IF NOT EXISTS raw.file_events (
+    event_id        text NOT NULL,
+    tenant_id       text NOT NULL,
+    event_type      text NOT NULL,
+    event_name      text,
+    occurred_at     timestamptz NOT NULL,
+    visitor_id      text NOT NULL,
+    user_id         text,
+    session_hint    text,
+    url             text,
+    path            text,
+    referrer        text,
+    utm_source      text,
+    utm_medium      text,
+    utm_campaign    text,
+    utm_term        text,
+    utm_content     text,
+    experiment_id   text,
+    variant         text,
+    revenue         numeric(18, 4),
+    currency        text,
+    properties      jsonb NOT NULL DEFAULT '{}'::jsonb,
+    _partition_date date NOT NULL,
+    _source         text NOT NULL,
+    _source_line    integer NOT NULL,
+    _ingested_at    timestamptz NOT NULL DEFAULT now(),
+    _run_id         text
+);
+CREATE INDEX IF NOT EXISTS file_events_slice_idx ON raw.file_events (tenant_id, _partition_date);

@@ -41,6 +41,8 @@ def demo(days: int, events_per_day: int, start: dt.datetime) -> None:
 
     summary = run_demo(days=days, events_per_day=events_per_day, start=start.date())
     click.echo(format_summary(summary))
+    if summary.mismatches:
+        raise SystemExit(1)
 
 
 @main.command()
@@ -73,7 +75,9 @@ def stop() -> None:
 
     folder = load_settings().embedded_postgres_dir
     stopped = stack.stop_embedded_postgres(folder)
-    click.echo(f"stopped embedded Postgres in {folder}" if stopped else "embedded Postgres is not running")
+    click.echo(
+        f"stopped embedded Postgres in {folder}" if stopped else "embedded Postgres is not running"
+    )
 
 
 @main.group()
@@ -90,17 +94,18 @@ def tenants_add(tenant_id: str, display_name: str | None) -> None:
 
     from analytics_platform import stack
     from analytics_platform.resources.postgres import PostgresResource
-    from analytics_platform.tenants.ids import InvalidTenantId
+    from analytics_platform.tenants.ids import InvalidTenantId, validate_tenant_id
     from analytics_platform.tenants.registry import register_tenant
 
-    env = stack.activate()
     try:
-        with DagsterInstance.get() as instance:
-            tenant = register_tenant(
-                PostgresResource(url=env["DATABASE_URL"]), instance, tenant_id, display_name
-            )
+        validate_tenant_id(tenant_id)
     except InvalidTenantId as err:
         raise click.BadParameter(str(err), param_hint="TENANT_ID") from err
+    env = stack.activate()
+    with DagsterInstance.get() as instance:
+        tenant = register_tenant(
+            PostgresResource(url=env["DATABASE_URL"]), instance, tenant_id, display_name
+        )
     click.echo(f"tenant {tenant.tenant_id} ({tenant.display_name}) is {tenant.status}")
 
 
@@ -115,7 +120,9 @@ def tenants_list() -> None:
     rows = list_tenants(PostgresResource(url=env["DATABASE_URL"]))
     click.echo(f"{'tenant':<20}{'status':<14}{'created':<22}name")
     for t in rows:
-        click.echo(f"{t.tenant_id:<20}{t.status:<14}{t.created_at:%Y-%m-%d %H:%M:%S}   {t.display_name}")
+        click.echo(
+            f"{t.tenant_id:<20}{t.status:<14}{t.created_at:%Y-%m-%d %H:%M:%S}   {t.display_name}"
+        )
     if not rows:
         click.echo(f"(no tenants in {redact_url(env['DATABASE_URL'])})")
 

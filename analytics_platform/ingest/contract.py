@@ -185,7 +185,9 @@ def to_canonical(
             Reason.TENANT_MISMATCH,
             f"payload tenant {str(payload_tenant)[:60]!r} differs from folder tenant {tenant!r}",
         )
-    values: dict[str, object] = {name: _pick(record, spellings) for name, spellings in ALIASES.items()}
+    values: dict[str, object] = {
+        name: _pick(record, spellings) for name, spellings in ALIASES.items()
+    }
     utm = (record.get("attribution") or {}) if isinstance(record.get("attribution"), dict) else {}
     utm_params = utm.get("utmParams") if isinstance(utm.get("utmParams"), dict) else {}
     for field in UTM_FIELDS:
@@ -211,8 +213,9 @@ def to_canonical(
     if currency is not None and not CURRENCY_PATTERN.fullmatch(currency):
         raise ContractViolation(Reason.WRONG_TYPE, f"currency {currency!r:.20} is not ISO 4217")
 
+    typed_elsewhere = {"occurred_at", "event_type", "revenue", "currency"}
     canonical = {
-        **{name: _text(name, values[name]) for name in ALIASES},
+        **{name: _text(name, values[name]) for name in ALIASES if name not in typed_elsewhere},
         "tenant_id": tenant,
         "event_type": event_type,
         "occurred_at": occurred_at,

@@ -1,0 +1,117 @@
+"""The commands a user types, run as subprocesses against the test stores."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from analytics_platform.settings import load_settings
+from analytics_platform.stack import platform_environment, stop_embedded_postgres
+from analytics_platform_tests.events import EXPECTED, day_file, worked_example, write_lines
+from analytics_platform_tests.test_pipeline import serving_rows, warehouse_snapshot
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+DAY = dt.date(2026, 11, 2)
+
+
+@pytest.fixture
+def cli_env(
+    tmp_path: Path,
+    warehouse_url: str,
+    dagster_storage_url: str,
+    clickhouse_url: str,
+    landing_dir: Path,
+) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": warehouse_url,
+        "DAGSTER_POSTGRES_URL": dagster_storage_url,
+        "CLICKHOUSE_URL": clickhouse_url,
+        "LANDING_DIR": str(landing_dir),
+        "PLATFORM_HOME": str(tmp_path / "platform"),
+        "DAGSTER_HOME": str(REPO),
+        "DAGSTER_ARTIFACTS_DIR": str(tmp_path / "artifacts"),
+    }
+
+
+def run(args: list[str], env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{args} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+def test_tenants_add_then_dagster_materialize_builds_every_layer(
+    cli_env, new_tenant, landing_dir, postgres, clickhouse
+):
+    tenant = new_tenant("cli")
+    refused = run(
+        [str(BIN / "analytics-platform"), "tenants", "add", "Bad;Id"], cli_env, check=False
+    )
+    assert refused.returncode == 2
+    assert "lowercase letter" in refused.stderr
+
+    added = run(
+        [str(BIN / "analytics-platform"), "tenants", "add", tenant, "--name", "CLI Shop"], cli_env
+    )
+    assert f"tenant {tenant} (CLI Shop) is active" in added.stdout
+    listed = run([str(BIN / "analytics-platform"), "tenants", "list"], cli_env)
+    assert tenant in listed.stdout
+
+    write_lines(day_file(landing_dir, tenant, DAY), worked_example(DAY))
+    run(
+        [
+            str(BIN / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "analytics_platform.definitions",
+            "--select",
+            "*",
+            "--partition",
+            f"{DAY}|{tenant}",
+        ],
+        cli_env,
+    )
+    marts = warehouse_snapshot(postgres, tenant, with_load_columns=False)["marts"]
+    assert marts == [
+        (
+            DAY,
+            EXPECTED["visitors"],
+            EXPECTED["sessions"],
+            EXPECTED["page_views"],
+            EXPECTED["events"],
+        )
+    ]
+    assert [row[1:] for row in serving_rows(clickhouse, tenant)] == [r[1:] for r in marts]
+
+
+def test_embedded_defaults_start_postgres_and_fill_every_setting(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    settings = load_settings(
+        {"PLATFORM_HOME": str(tmp_path / "home"), "LANDING_DIR": str(tmp_path / "landing")}
+    )
+    monkeypatch.delenv("DAGSTER_POSTGRES_URL", raising=False)
+    try:
+        env = platform_environment(settings)
+        import psycopg
+
+        for name in ("DATABASE_URL", "DAGSTER_POSTGRES_URL"):
+            with psycopg.connect(env[name]) as conn:
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert env["DATABASE_URL"].startswith("postgresql://")
+        assert "/analytics?" in env["DATABASE_URL"] and "/dagster?" in env["DAGSTER_POSTGRES_URL"]
+        assert env["CLICKHOUSE_URL"] == f"chdb://{tmp_path / 'home' / 'clickhouse'}"
+        assert env["DAGSTER_HOME"] == str(REPO)
+        # A second call reuses the running server instead of starting another.
+        assert platform_environment(settings)["DATABASE_URL"] == env["DATABASE_URL"]
+    finally:
+        stop_embedded_postgres(settings.embedded_postgres_dir)

@@ -1,0 +1,76 @@
+"""tenant_day keys, the slice a run covers, and tenant id validation."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from dagster import MultiPartitionKey
+
+from analytics_platform.assets.dbt import dbt_build_args, partitioned_dbt_vars
+from analytics_platform.partitions import TenantDay, parse_tenant_day, slice_window, tenant_days
+from analytics_platform.tenants.ids import InvalidTenantId, validate_tenant_id
+
+D1, D2, D3 = dt.date(2026, 11, 1), dt.date(2026, 11, 2), dt.date(2026, 11, 3)
+
+
+def test_keys_parse_from_strings_and_multi_partition_keys():
+    expected = TenantDay("acme", D1)
+    assert parse_tenant_day("2026-11-01|acme") == expected
+    assert parse_tenant_day(MultiPartitionKey({"tenant": "acme", "date": "2026-11-01"})) == expected
+    assert parse_tenant_day(expected.partition_key) == expected
+
+
+def test_a_run_over_several_tenants_is_one_window():
+    slices = tenant_days(["2026-11-02|globex", "2026-11-02|acme"])
+    window = slice_window(slices)
+    assert window.tenants == ("acme", "globex")
+    assert (window.start_date, window.end_date) == (D2, D2)
+    assert partitioned_dbt_vars(window) == {
+        "tenants": ["acme", "globex"],
+        "start_date": "2026-11-02",
+        "end_date": "2026-11-02",
+    }
+
+
+def test_a_run_over_several_days_is_one_window():
+    window = slice_window(tenant_days([f"{d}|acme" for d in (D3, D1, D2)]))
+    assert window.tenants == ("acme",)
+    assert window.dates == [D1, D2, D3]
+
+
+def test_a_set_that_is_not_a_rectangle_is_refused_rather_than_widened():
+    # acme on D1 and D3 only: a D1..D3 window would rebuild D2 without being asked.
+    with pytest.raises(ValueError, match="rectangle"):
+        slice_window(tenant_days(["2026-11-01|acme", "2026-11-03|acme"]))
+    with pytest.raises(ValueError, match="rectangle"):
+        slice_window(tenant_days(["2026-11-01|acme", "2026-11-02|globex"]))
+    with pytest.raises(ValueError, match="at least one"):
+        slice_window([])
+
+
+def test_dbt_args_always_carry_the_slice():
+    args = dbt_build_args(
+        {"tenants": ["acme"], "start_date": "2026-11-01", "end_date": "2026-11-01"}
+    )
+    assert args[:2] == ["build", "--vars"]
+    assert '"tenants": ["acme"]' in args[2]
+    assert "--full-refresh" not in args
+    assert dbt_build_args({}, full_refresh=True)[-1] == "--full-refresh"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["acme; drop table x", "../etc", "ACME", "é", "a" * 200, "", "a", "1acme", "acme-eu", None, 42],
+)
+def test_bad_tenant_ids_are_refused_with_what_a_valid_one_looks_like(bad):
+    with pytest.raises(InvalidTenantId, match="lowercase letter"):
+        validate_tenant_id(bad)
+    if isinstance(bad, str):
+        with pytest.raises(InvalidTenantId):
+            parse_tenant_day(f"2026-11-01|{bad}")
+
+
+@pytest.mark.parametrize("good", ["acme", "globex_eu", "a1", "x" * 40])
+def test_good_tenant_ids_pass_unchanged(good):
+    assert validate_tenant_id(good) == good

@@ -16,7 +16,6 @@ from dagster import (
     MultiPartitionKey,
     MultiPartitionsDefinition,
 )
-
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,

@@ -8,6 +8,7 @@ keeps running for the next command; `analytics-platform stop` stops it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -36,12 +37,13 @@ def ensure_database(url: str) -> str:
     """Create the URL's database if the server lacks it; returns the URL."""
     database = urlsplit(url).path.lstrip("/")
     with psycopg.connect(with_database(url, "postgres"), autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (database,)
+        ).fetchone()
         if not exists:
-            try:
+            # Another process may create it between the check and here.
+            with contextlib.suppress(psycopg.errors.DuplicateDatabase):
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-            except psycopg.errors.DuplicateDatabase:
-                pass  # created concurrently by another process
     return url
 
 

@@ -56,7 +56,9 @@ def _create_database(server_url: str, prefix: str) -> str:
 def _drop_database(server_url: str, url: str) -> None:
     name = url.rsplit("/", 1)[1].split("?", 1)[0]
     with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 @pytest.fixture(scope="session")
@@ -103,7 +105,11 @@ def platform_env(
     monkeypatch: pytest.MonkeyPatch, warehouse_url: str, clickhouse_url: str, landing_dir: Path
 ) -> dict[str, str]:
     """The variables `defs` resolves its resources from, pointing at the test stores."""
-    env = {"DATABASE_URL": warehouse_url, "CLICKHOUSE_URL": clickhouse_url, "LANDING_DIR": str(landing_dir)}
+    env = {
+        "DATABASE_URL": warehouse_url,
+        "CLICKHOUSE_URL": clickhouse_url,
+        "LANDING_DIR": str(landing_dir),
+    }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return env
@@ -126,7 +132,9 @@ def new_tenant() -> callable:
 
 
 @pytest.fixture
-def resources(postgres: PostgresResource, clickhouse: ClickHouseResource, landing_dir: Path) -> dict:
+def resources(
+    postgres: PostgresResource, clickhouse: ClickHouseResource, landing_dir: Path
+) -> dict:
     from analytics_platform.dbt_project import dbt_resource
 
     return {

@@ -13,13 +13,21 @@ from analytics_platform.assets.serving import serving_daily_metrics
 from analytics_platform.partitions import TenantDay, range_tags
 from analytics_platform.resources.clickhouse import ClickHouseResource
 from analytics_platform.resources.postgres import PostgresResource
-from analytics_platform_tests.events import EXPECTED, day_file, tracker_event, worked_example, write_lines
+from analytics_platform_tests.events import (
+    EXPECTED,
+    day_file,
+    tracker_event,
+    worked_example,
+    write_lines,
+)
 
 DAY = dt.date(2026, 11, 2)
 ALL_ASSETS = [raw_file_events, analytics_dbt_models, serving_daily_metrics]
 
 
-def materialize_layer(selection, tenant: str, day: dt.date, resources: dict, instance: DagsterInstance):
+def materialize_layer(
+    selection, tenant: str, day: dt.date, resources: dict, instance: DagsterInstance
+):
     return materialize(
         ALL_ASSETS,
         selection=selection,

@@ -94,5 +94,3 @@ def analytics_dbt_models(
     with _environment(postgres.libpq_env()):
         invocation = dbt.cli(args, context=context)
     yield from invocation.stream()
-
-

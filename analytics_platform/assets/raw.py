@@ -43,9 +43,10 @@ RAW_SCHEMA = TableSchema(
     tags={"layer": "raw"},
     metadata={"dagster/table_name": "raw.file_events", "dagster/column_schema": RAW_SCHEMA},
     description=(
-        "Events from the tenant's landing files (LANDING_DIR/<tenant>/<YYYY-MM-DD>/*.jsonl|csv[.gz]), "
-        "mapped to the event contract and COPY-loaded into raw.file_events. Rows that break the "
-        "contract go to platform.quarantine with their original text, file, line and reason. "
+        "Events from the tenant's landing files "
+        "(LANDING_DIR/<tenant>/<YYYY-MM-DD>/*.jsonl|csv[.gz]), mapped to the event contract "
+        "and COPY-loaded into raw.file_events. Rows that break the contract go to "
+        "platform.quarantine with their original text, file, line and reason. "
         "Each tenant-day is replaced atomically with what its files hold now."
     ),
 )

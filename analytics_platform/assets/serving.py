@@ -64,7 +64,9 @@ def serving_daily_metrics(
         for tenant, dates in by_tenant.items():
             clickhouse.ensure_tenant_database(session, tenant)
             frame = read_daily_metrics(postgres, tenant, dates)
-            rows += clickhouse.replace_partitions(session, tenant, "fct_daily_metrics", frame, dates)
+            rows += clickhouse.replace_partitions(
+                session, tenant, "fct_daily_metrics", frame, dates
+            )
     return MaterializeResult(
         metadata={
             "dagster/row_count": rows,

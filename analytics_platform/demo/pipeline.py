@@ -11,8 +11,8 @@ from pathlib import Path
 from dagster import DagsterInstance
 
 from analytics_platform import stack
-from analytics_platform.demo.generator import generate_landing
-from analytics_platform.partitions import range_tags
+from analytics_platform.demo.generator import GeneratedLanding, generate_landing
+from analytics_platform.partitions import range_tags, tenants_partitions
 from analytics_platform.resources.clickhouse import ClickHouseResource
 from analytics_platform.resources.postgres import PostgresResource
 from analytics_platform.settings import redact_url
@@ -40,8 +40,8 @@ class DemoSummary:
     dates: list[dt.date]
     environment: dict[str, str]
     seconds: float = 0.0
-    run_id: str = ""
-    notes: list[str] = field(default_factory=list)
+    run_ids: list[str] = field(default_factory=list)
+    mismatches: list[str] = field(default_factory=list)
 
 
 def collect_summary(
@@ -98,6 +98,56 @@ def collect_summary(
     return summaries
 
 
+def reconcile(generated: GeneratedLanding, summaries: dict[str, TenantSummary]) -> list[str]:
+    """Every way the stores disagree with what the generated files imply (empty: all agree)."""
+    problems = []
+    days = len({day for _, day in generated.days})
+    for tenant, got in summaries.items():
+        want = generated.totals(tenant)
+        expected = {
+            "raw rows": want["valid"],
+            "staged rows": want["valid"],
+            "mart days": days,
+            "visitors (summed over days)": want["visitors_by_day"],
+            "sessions": want["sessions"],
+            "page views": want["page_views"],
+            "ClickHouse days": days,
+            "quarantine": want["quarantined"],
+        }
+        actual = {
+            "raw rows": got.raw_rows,
+            "staged rows": got.staged_rows,
+            "mart days": got.mart_rows,
+            "visitors (summed over days)": got.visitors,
+            "sessions": got.sessions,
+            "page views": got.page_views,
+            "ClickHouse days": got.serving_rows,
+            "quarantine": got.quarantined,
+        }
+        problems += [
+            f"{tenant}: {name} is {actual[name]}, the generated files imply {value}"
+            for name, value in expected.items()
+            if actual[name] != value
+        ]
+    return problems
+
+
+def _runs(
+    instance: DagsterInstance, tenants: Sequence[str], dates: Sequence[dt.date]
+) -> list[dict]:
+    """Run tags covering every tenant x date: one run when the tenants are adjacent partitions.
+
+    A range of dynamic partitions spans them in registration order; if other
+    tenants were registered in between, one run per tenant keeps them out.
+    """
+    registered = instance.get_dynamic_partitions(tenants_partitions.name)
+    ordered = sorted(tenants, key=registered.index)
+    first = registered.index(ordered[0])
+    if registered[first : first + len(ordered)] == ordered:
+        return [range_tags(ordered, dates)]
+    return [range_tags([tenant], dates) for tenant in ordered]
+
+
 def run_demo(
     *,
     days: int = 7,
@@ -109,7 +159,9 @@ def run_demo(
     began = time.monotonic()
     env = stack.activate()
     dates = [start + dt.timedelta(days=i) for i in range(days)]
-    generate_landing(Path(env["LANDING_DIR"]), tenants, dates, events_per_day=events_per_day)
+    generated = generate_landing(
+        Path(env["LANDING_DIR"]), tenants, dates, events_per_day=events_per_day
+    )
 
     # Imported here: loading the code location needs the prepared dbt manifest.
     from analytics_platform.definitions import defs
@@ -120,13 +172,18 @@ def run_demo(
         for tenant in tenants:
             register_tenant(postgres, instance, tenant, tenant.title())
         job = defs.resolve_job_def("tenant_day_pipeline")
-        result = job.execute_in_process(instance=instance, tags=range_tags(tenants, dates))
+        run_ids = [
+            job.execute_in_process(instance=instance, tags=tags).run_id
+            for tags in _runs(instance, tenants, dates)
+        ]
+    summaries = collect_summary(postgres, clickhouse, tenants, dates)
     return DemoSummary(
-        tenants=collect_summary(postgres, clickhouse, tenants, dates),
+        tenants=summaries,
         dates=dates,
         environment=env,
         seconds=time.monotonic() - began,
-        run_id=result.run_id,
+        run_ids=run_ids,
+        mismatches=reconcile(generated, summaries),
     )
 
 
@@ -138,7 +195,8 @@ def format_summary(summary: DemoSummary) -> str:
     )
     lines = [
         f"Demo: {len(summary.tenants)} tenants x {len(summary.dates)} days "
-        f"({summary.dates[0]} .. {summary.dates[-1]}) in {summary.seconds:.0f}s, run {summary.run_id}",
+        f"({summary.dates[0]} .. {summary.dates[-1]}) in {summary.seconds:.0f}s, "
+        f"run {', '.join(summary.run_ids)}",
         "",
         header,
         "-" * len(header),
@@ -152,12 +210,20 @@ def format_summary(summary: DemoSummary) -> str:
     for tenant, s in summary.tenants.items():
         reasons = ", ".join(f"{reason} {n}" for reason, n in s.quarantined.items()) or "none"
         lines.append(f"  {tenant}: {reasons}")
+    lines.append("")
+    if summary.mismatches:
+        lines += ["MISMATCHES between the stores and the generated files:"]
+        lines += [f"  {problem}" for problem in summary.mismatches]
+    else:
+        lines.append("Every layer reconciles with the generated files (rows, quarantine, metrics).")
     lines += [
         "",
         "Where the data lives:",
         f"  landing files   {env['LANDING_DIR']}",
-        f"  warehouse       {redact_url(env['DATABASE_URL'])} (schemas raw, staging, marts, platform)",
-        f"  clickhouse      {redact_url(env['CLICKHOUSE_URL'])} (one database per tenant: tenant_<id>)",
+        f"  warehouse       {redact_url(env['DATABASE_URL'])}",
+        "                  (schemas raw, staging, marts, platform)",
+        f"  clickhouse      {redact_url(env['CLICKHOUSE_URL'])}",
+        "                  (one database per tenant: tenant_<id>)",
         f"  dagster runs    {redact_url(env['DAGSTER_POSTGRES_URL'])}",
         "",
         "See the runs and lineage: analytics-platform dev, then open http://127.0.0.1:3000",

@@ -41,10 +41,12 @@ class SourceLine:
 
 
 def _open_binary(path: Path) -> io.BufferedIOBase:
-    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")  # noqa: SIM115
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
 
 
-def _decoded_lines(path: Path, max_line_bytes: int) -> Iterator[tuple[int, str, ContractViolation | None]]:
+def _decoded_lines(
+    path: Path, max_line_bytes: int
+) -> Iterator[tuple[int, str, ContractViolation | None]]:
     with _open_binary(path) as stream:
         for number, raw in enumerate(stream, start=1):
             if raw.startswith(b"\xef\xbb\xbf") and number == 1:
@@ -52,16 +54,23 @@ def _decoded_lines(path: Path, max_line_bytes: int) -> Iterator[tuple[int, str, 
             payload = raw.rstrip(b"\r\n")
             if len(payload) > max_line_bytes:
                 text = payload.decode("utf-8", errors="backslashreplace")
-                yield number, text, ContractViolation(
-                    Reason.OVERSIZED_LINE, f"line is {len(payload)} bytes, limit {max_line_bytes}"
+                yield (
+                    number,
+                    text,
+                    ContractViolation(
+                        Reason.OVERSIZED_LINE,
+                        f"line is {len(payload)} bytes, limit {max_line_bytes}",
+                    ),
                 )
                 continue
             try:
                 yield number, payload.decode("utf-8"), None
             except UnicodeDecodeError as err:
                 text = payload.decode("utf-8", errors="backslashreplace")
-                yield number, text, ContractViolation(
-                    Reason.UNDECODABLE_BYTES, f"not UTF-8 at byte {err.start}"
+                yield (
+                    number,
+                    text,
+                    ContractViolation(Reason.UNDECODABLE_BYTES, f"not UTF-8 at byte {err.start}"),
                 )
 
 
@@ -76,7 +85,10 @@ def _json_lines(path: Path, max_line_bytes: int) -> Iterator[SourceLine]:
             yield SourceLine(number, text, json.loads(text), None)
         except json.JSONDecodeError as err:
             yield SourceLine(
-                number, text, None, ContractViolation(Reason.INVALID_JSON, f"{err.msg} at column {err.colno}")
+                number,
+                text,
+                None,
+                ContractViolation(Reason.INVALID_JSON, f"{err.msg} at column {err.colno}"),
             )
 
 

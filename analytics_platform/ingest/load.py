@@ -94,7 +94,10 @@ def _file_rows(
         if violation is None:
             try:
                 values = to_canonical(
-                    line.record, tenant=slice_.tenant, window_start=window_start, window_end=window_end
+                    line.record,
+                    tenant=slice_.tenant,
+                    window_start=window_start,
+                    window_end=window_end,
                 )
             except ContractViolation as err:
                 violation = err
@@ -146,7 +149,9 @@ def load_tenant_day(
                     f"partition {slice_.partition_key}"
                 ) from err
 
-    postgres.replace_slice(RAW_FILE_EVENTS, slice_.tenant, [slice_.date], all_rows(), RAW_COLUMNS, conn=conn)
+    postgres.replace_slice(
+        RAW_FILE_EVENTS, slice_.tenant, [slice_.date], all_rows(), RAW_COLUMNS, conn=conn
+    )
     postgres.replace_slice(
         QUARANTINE,
         slice_.tenant,

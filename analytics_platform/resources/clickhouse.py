@@ -89,7 +89,9 @@ class _ServerSession:
 class ClickHouseResource(ConfigurableResource):
     """Per-tenant ClickHouse databases for serving marts."""
 
-    url: str = Field(description="CLICKHOUSE_URL: http(s)://... for a server, chdb:///path for chDB.")
+    url: str = Field(
+        description="CLICKHOUSE_URL: http(s)://... for a server, chdb:///path for chDB."
+    )
     database_prefix: str = Field(default="tenant_", description="Tenant database = prefix + id.")
     lock_timeout_seconds: float = Field(
         default=600.0, description="How long to wait for another process using embedded chDB."
@@ -166,7 +168,9 @@ class ClickHouseResource(ConfigurableResource):
         try:
             if len(frame):
                 session.insert_df(database, scratch_name, frame)
-            days_with_rows = set(pd.to_datetime(frame["event_date"]).dt.date) if len(frame) else set()
+            days_with_rows = (
+                set(pd.to_datetime(frame["event_date"]).dt.date) if len(frame) else set()
+            )
             for day in sorted(set(dates)):
                 partition = f"PARTITION ID '{day:%Y%m%d}'"
                 if day in days_with_rows:

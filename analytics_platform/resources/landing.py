@@ -19,7 +19,9 @@ class LandingZoneResource(ConfigurableResource):
     timestamp_tolerance_minutes: int = Field(
         default=0,
         ge=0,
-        description="How far outside its folder's day an event's timestamp may be before quarantine.",
+        description=(
+            "How far outside its folder's day an event's timestamp may be before quarantine."
+        ),
     )
     max_line_bytes: int = Field(
         default=1_048_576, gt=0, description="Longer lines are quarantined as oversized."

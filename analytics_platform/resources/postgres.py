@@ -27,7 +27,9 @@ class PostgresResource(ConfigurableResource):
     url: str = Field(description="libpq connection URL of the warehouse database (DATABASE_URL).")
 
     def connect(self, *, autocommit: bool = False) -> psycopg.Connection:
-        return psycopg.connect(self.url, autocommit=autocommit, application_name="analytics-platform")
+        return psycopg.connect(
+            self.url, autocommit=autocommit, application_name="analytics-platform"
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[psycopg.Connection]:
@@ -83,13 +85,18 @@ class PostgresResource(ConfigurableResource):
         if conn is None:
             with self.transaction() as own:
                 return self.replace_slice(
-                    table, tenant, dates, rows, columns, date_column=date_column, scope=scope, conn=own
+                    table,
+                    tenant,
+                    dates,
+                    rows,
+                    columns,
+                    date_column=date_column,
+                    scope=scope,
+                    conn=own,
                 )
         for day in sorted(set(dates)):
             # Two runs rebuilding the same slice would otherwise both load it.
-            conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{table}|{tenant}|{day}",)
-            )
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{table}|{tenant}|{day}",))
         scope = dict(scope or {})
         conditions = [
             sql.SQL("tenant_id = %s"),

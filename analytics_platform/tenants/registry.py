@@ -51,6 +51,7 @@ def list_tenants(postgres: PostgresResource) -> list[Tenant]:
     postgres.ensure_warehouse()
     with postgres.connect() as conn:
         rows = conn.execute(
-            "SELECT tenant_id, display_name, status, created_at FROM platform.tenants ORDER BY tenant_id"
+            "SELECT tenant_id, display_name, status, created_at "
+            "FROM platform.tenants ORDER BY tenant_id"
         ).fetchall()
     return [Tenant(*row) for row in rows]

@@ -22,6 +22,7 @@ prepare: $(MANIFEST)
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 stop: $(INSTALLED)  ## stop the embedded Postgres server
 	$(BIN)/analytics-platform stop

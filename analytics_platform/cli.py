@@ -6,6 +6,7 @@ import datetime as dt
 import os
 import shlex
 import sys
+import warnings
 
 import click
 
@@ -15,6 +16,9 @@ from analytics_platform.settings import load_settings, redact_url
 @click.group()
 def main() -> None:
     """Multi-tenant product analytics on Dagster, dbt, Postgres and ClickHouse."""
+    # Library notices (beta parameters, XDG_RUNTIME_DIR) are for developers, not for the
+    # person running the demo; pytest still shows the ones that concern our code.
+    warnings.filterwarnings("ignore", message=r".*(is currently in beta|XDG_RUNTIME_DIR)")
 
 
 @main.command()

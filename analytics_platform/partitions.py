@@ -21,9 +21,10 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
+from analytics_platform.settings import platform_start_date
 from analytics_platform.tenants.ids import validate_tenant_id
 
-PLATFORM_START_DATE = "2026-01-01"
+PLATFORM_START_DATE = platform_start_date()
 
 tenants_partitions = DynamicPartitionsDefinition(name="tenants")
 daily_partitions = DailyPartitionsDefinition(start_date=PLATFORM_START_DATE, timezone="UTC")

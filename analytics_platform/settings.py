@@ -9,6 +9,7 @@ installed or started by hand:
 | `DATABASE_URL`    | the embedded Postgres server under `PLATFORM_HOME`         |
 | `CLICKHOUSE_URL`  | `chdb://<PLATFORM_HOME>/clickhouse` (in-process engine)    |
 | `LANDING_DIR`     | `./data/landing`                                          |
+| `PLATFORM_START_DATE` | `2026-01-01`: the first daily partition (UTC)         |
 
 The Dagster definitions read these through `dagster.EnvVar`; `stack.py` fills
 in the defaults before Dagster starts.
@@ -16,11 +17,37 @@ in the defaults before Dagster starts.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 CHDB_SCHEME = "chdb://"
+DEFAULT_START_DATE = "2026-01-01"
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def platform_start_date(environ: Mapping[str, str] | None = None) -> str:
+    """`PLATFORM_START_DATE` (YYYY-MM-DD): the first day of the `tenant_day` partitions.
+
+    Every process of a deployment must see the same value, since it defines the
+    partition keys Dagster stores.
+    """
+    value = (os.environ if environ is None else environ).get("PLATFORM_START_DATE")
+    value = value or DEFAULT_START_DATE
+    try:
+        dt.date.fromisoformat(value)
+    except ValueError as err:
+        raise SettingsError(
+            f"PLATFORM_START_DATE={value!r} is not a date; use YYYY-MM-DD, e.g. 2026-01-01"
+        ) from err
+    if len(value) != len("YYYY-MM-DD"):
+        raise SettingsError(f"PLATFORM_START_DATE={value!r}: use the YYYY-MM-DD form")
+    return value
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -115,3 +120,66 @@ def test_embedded_defaults_start_postgres_and_fill_every_setting(tmp_path: Path,
         assert platform_environment(settings)["DATABASE_URL"] == env["DATABASE_URL"]
     finally:
         stop_embedded_postgres(settings.embedded_postgres_dir)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def graphql(port: int, query: str) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)["data"]
+
+
+def test_dev_serves_the_ui_with_the_lineage_on_the_shared_storage(cli_env, new_tenant):
+    # A run recorded through the instance must be visible in the UI that `dev` starts.
+    tenant = new_tenant("dev")
+    run([str(BIN / "analytics-platform"), "tenants", "add", tenant], cli_env)
+    port = free_port()
+    server = subprocess.Popen(
+        [str(BIN / "analytics-platform"), "dev", "--port", str(port)],
+        cwd=REPO,
+        env=cli_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None, "analytics-platform dev exited early"
+                assert time.monotonic() < deadline, "the UI did not come up within 120 s"
+                time.sleep(1)
+        nodes = graphql(port, "{ assetNodes { assetKey { path } dependencyKeys { path } } }")
+        parents = {
+            node["assetKey"]["path"][-1]: {dep["path"][-1] for dep in node["dependencyKeys"]}
+            for node in nodes["assetNodes"]
+        }
+        assert parents["stg_events"] == {"raw_file_events"}
+        assert parents["serving_daily_metrics"] == {"fct_daily_metrics"}
+        # The UI reads the same instance the CLI wrote: the tenant's partition is there.
+        keys = graphql(
+            port,
+            '{ assetNodeOrError(assetKey: {path: ["raw_file_events"]}) '
+            "{ ... on AssetNode { partitionKeysByDimension { name partitionKeys } } } }",
+        )["assetNodeOrError"]["partitionKeysByDimension"]
+        tenants = next(d["partitionKeys"] for d in keys if d["name"] == "tenant")
+        assert tenant in tenants
+    finally:
+        os.killpg(server.pid, signal.SIGINT)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()

@@ -74,3 +74,23 @@ def test_bad_tenant_ids_are_refused_with_what_a_valid_one_looks_like(bad):
 @pytest.mark.parametrize("good", ["acme", "globex_eu", "a1", "x" * 40])
 def test_good_tenant_ids_pass_unchanged(good):
     assert validate_tenant_id(good) == good
+
+
+def test_start_date_comes_from_the_environment_and_bad_values_say_what_to_write():
+    from analytics_platform.settings import SettingsError, platform_start_date
+
+    assert platform_start_date({}) == "2026-01-01"
+    assert platform_start_date({"PLATFORM_START_DATE": "2025-06-01"}) == "2025-06-01"
+    for bad in ("01/06/2025", "2025-6-1", "tomorrow"):
+        with pytest.raises(SettingsError, match="YYYY-MM-DD"):
+            platform_start_date({"PLATFORM_START_DATE": bad})
+
+
+def test_partitions_start_where_the_setting_says(monkeypatch):
+    import subprocess
+    import sys
+
+    code = "from analytics_platform.partitions import daily_partitions as d; print(d.start)"
+    env = {"PLATFORM_START_DATE": "2025-06-01", "PATH": ""}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.startswith("2025-06-01"), out.stderr

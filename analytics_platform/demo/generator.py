@@ -57,15 +57,10 @@ JSON_DEFECTS = (
     Reason.BAD_TIMESTAMP,
     Reason.OUT_OF_WINDOW,
     Reason.TENANT_MISMATCH,
-)
-# A CSV line cannot be broken JSON; a row with the wrong field count stands in for it.
-CSV_DEFECTS = (
     Reason.WRONG_TYPE,
-    Reason.MISSING_FIELD,
-    Reason.BAD_TIMESTAMP,
-    Reason.OUT_OF_WINDOW,
-    Reason.TENANT_MISMATCH,
 )
+# A CSV line cannot be broken JSON; a Latin-1 export stands in for it.
+CSV_DEFECTS = (Reason.UNDECODABLE_BYTES, *JSON_DEFECTS[1:])
 
 PAGES = ("/", "/pricing", "/features", "/blog/launch", "/docs", "/signup", "/checkout")
 # (utm_source, utm_medium, referrer) by how a visitor first arrives.
@@ -208,8 +203,16 @@ def _day_events(
         # Visits start before 22:00 and last under 90 minutes: none crosses midnight.
         start = midnight + dt.timedelta(seconds=rng.randint(0, 22 * 3600 - 1))
         session_id = f"s_{day:%Y%m%d}_{sessions:05d}"
-        events += _session_events(rng, visitor, session_id, start, count - len(events))
+        visit = _session_events(rng, visitor, session_id, start, count - len(events))
+        events += visit
         sessions += 1
+        # Some come back later the same day, more than 30 minutes after leaving: a new
+        # session, whether the client opened a new session id or kept the old one.
+        back = visit[-1]["occurred_at"] + dt.timedelta(minutes=rng.randint(35, 180))
+        if len(events) < count and back.hour < 22 and back.date() == day and rng.random() < 0.2:
+            hint = session_id if rng.random() < 0.5 else f"{session_id}_b"
+            events += _session_events(rng, visitor, hint, back, count - len(events))
+            sessions += 1
     for number, event in enumerate(events):
         event["event_id"] = f"evt_{day:%Y%m%d}_{number:06d}"
         event["url"] = f"https://{tenant}.example{event['path']}"
@@ -258,8 +261,17 @@ def _csv_line(fields: Sequence[str]) -> str:
 
 def _defect_line(
     reason: Reason, event: dict[str, object], tenant: str, day: dt.date, style: str
-) -> str:
+) -> bytes:
     """A line that must land in quarantine for `reason` (built from a valid event)."""
+    if reason is Reason.UNDECODABLE_BYTES:
+        row = _csv_row({**event, "path": "/caf\u00e9"}, tenant, style)
+        return _csv_line(row).encode("latin-1")
+    return _defect_text(reason, event, tenant, day, style).encode("utf-8")
+
+
+def _defect_text(
+    reason: Reason, event: dict[str, object], tenant: str, day: dt.date, style: str
+) -> str:
     event = {**event, "event_id": f"bad_{event['event_id']}"}
     if reason is Reason.OUT_OF_WINDOW:
         event["occurred_at"] = event["occurred_at"] + dt.timedelta(days=2)
@@ -268,7 +280,7 @@ def _defect_line(
         row = _csv_row(event, tenant, style)
         column = CSV_HEADER.index
         if reason is Reason.WRONG_TYPE:
-            return _csv_line(row[:-3])
+            return _csv_line(row[:-3])  # a row with the wrong field count
         if reason is Reason.MISSING_FIELD:
             row[column("visitor_id")] = ""
         elif reason is Reason.BAD_TIMESTAMP:
@@ -285,12 +297,14 @@ def _defect_line(
         payload["timestamp"] = "yesterday at noon"
     elif reason is Reason.TENANT_MISMATCH:
         payload["tenantId"] = f"not_{tenant}"
+    elif reason is Reason.WRONG_TYPE:
+        payload["revenue"] = "a lot"
     return json.dumps(payload)
 
 
-def _write(path: Path, lines: list[str]) -> None:
+def _write(path: Path, lines: list[bytes]) -> None:
     """Write then rename, as the landing convention asks of every producer."""
-    data = ("\n".join(lines) + "\n").encode("utf-8")
+    data = b"\n".join(lines) + b"\n"
     if path.name.endswith(".gz"):
         data = gzip.compress(data, mtime=0)
     partial = path.with_name(f"{path.name}.tmp")
@@ -317,6 +331,7 @@ def generate_landing(
     generated = GeneratedLanding(root=root)
     for tenant_index, tenant in enumerate(tenants):
         visitors: list[_Visitor] = []
+        defects_written = 0
         for day_index, day in enumerate(sorted(days)):
             rng = random.Random(f"{seed}/{tenant}/{day.isoformat()}")
             style = FORMATS[(tenant_index + day_index) % len(FORMATS)]
@@ -324,15 +339,18 @@ def generate_landing(
             events.sort(key=lambda e: e["occurred_at"])
 
             if style.startswith("csv"):
-                lines = [_csv_line(CSV_HEADER)]
-                lines += [_csv_line(_csv_row(e, tenant, style)) for e in events]
+                texts = [_csv_line(CSV_HEADER)]
+                texts += [_csv_line(_csv_row(e, tenant, style)) for e in events]
                 defects = CSV_DEFECTS
             else:
-                lines = [json.dumps(_tracker_json(e, tenant, style)) for e in events]
+                texts = [json.dumps(_tracker_json(e, tenant, style)) for e in events]
                 defects = JSON_DEFECTS
+            lines = [text.encode("utf-8") for text in texts]
             quarantined: Counter[str] = Counter()
-            for n in range(malformed_per_file):
-                reason = defects[(tenant_index + day_index + n) % len(defects)]
+            for _ in range(malformed_per_file):
+                # Cycle through the reasons across a tenant's files, so each one shows up.
+                reason = defects[defects_written % len(defects)]
+                defects_written += 1
                 line = _defect_line(reason, rng.choice(events), tenant, day, style)
                 lines.insert(rng.randint(1 if style.startswith("csv") else 0, len(lines)), line)
                 quarantined[reason.value] += 1

@@ -154,6 +154,7 @@ def run_demo(
     events_per_day: int = 400,
     start: dt.date = DEMO_START,
     tenants: Sequence[str] = DEMO_TENANTS,
+    log_level: str = "INFO",
 ) -> DemoSummary:
     """Generate landing files, register tenants and materialize every layer in one run."""
     began = time.monotonic()
@@ -172,8 +173,10 @@ def run_demo(
         for tenant in tenants:
             register_tenant(postgres, instance, tenant, tenant.title())
         job = defs.resolve_job_def("tenant_day_pipeline")
+        # The console shows progress, not every event; the UI has the full log.
+        quiet = {"loggers": {"console": {"config": {"log_level": log_level}}}}
         run_ids = [
-            job.execute_in_process(instance=instance, tags=tags).run_id
+            job.execute_in_process(instance=instance, tags=tags, run_config=quiet).run_id
             for tags in _runs(instance, tenants, dates)
         ]
     summaries = collect_summary(postgres, clickhouse, tenants, dates)

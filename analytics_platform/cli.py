@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
+import re
 import shlex
 import sys
 import warnings
@@ -86,49 +88,200 @@ def stop() -> None:
 
 @main.group()
 def tenants() -> None:
-    """Register and list tenants."""
+    """Register tenants and move them through their lifecycle."""
+
+
+def _cli_actor() -> str:
+    import getpass
+
+    return f"cli:{getpass.getuser()}"
+
+
+def _tenant_argument(tenant_id: str) -> str:
+    from analytics_platform.tenants.ids import InvalidTenantId, validate_tenant_id
+
+    try:
+        return validate_tenant_id(tenant_id)
+    except InvalidTenantId as err:
+        raise click.BadParameter(str(err), param_hint="TENANT_ID") from err
+
+
+@contextlib.contextmanager
+def _platform():
+    """The stores and the Dagster instance, with tenant errors turned into CLI errors."""
+    from dagster import DagsterInstance
+
+    from analytics_platform import stack
+    from analytics_platform.resources.clickhouse import ClickHouseResource
+    from analytics_platform.resources.postgres import PostgresResource
+    from analytics_platform.tenants.lifecycle import ConfirmationMismatch
+    from analytics_platform.tenants.migrations import MigrationError
+    from analytics_platform.tenants.registry import TenantNotFound, TenantStateError
+
+    env = stack.activate()
+    try:
+        with DagsterInstance.get() as instance:
+            yield (
+                PostgresResource(url=env["DATABASE_URL"]),
+                ClickHouseResource(url=env["CLICKHOUSE_URL"]),
+                instance,
+            )
+    except (TenantNotFound, TenantStateError, ConfirmationMismatch, MigrationError) as err:
+        raise click.ClickException(str(err)) from err
 
 
 @tenants.command("add")
 @click.argument("tenant_id")
 @click.option("--name", "display_name", default=None, help="Display name (default: the id).")
-def tenants_add(tenant_id: str, display_name: str | None) -> None:
-    """Register TENANT_ID and add its partition to the Dagster instance."""
-    from dagster import DagsterInstance
-
-    from analytics_platform import stack
-    from analytics_platform.resources.postgres import PostgresResource
-    from analytics_platform.tenants.ids import InvalidTenantId, validate_tenant_id
+@click.option("--api-base-url", default=None, help="Base URL of the tenant's event export API.")
+@click.option(
+    "--api-token-env",
+    default=None,
+    help="NAME of the environment variable that holds the API token (never the token).",
+)
+@click.option("--retention-days", type=click.IntRange(1, 36500), default=None)
+def tenants_add(
+    tenant_id: str,
+    display_name: str | None,
+    api_base_url: str | None,
+    api_token_env: str | None,
+    retention_days: int | None,
+) -> None:
+    """Register TENANT_ID, provision its ClickHouse database and add its partitions."""
+    from analytics_platform.tenants.lifecycle import provision_tenant
     from analytics_platform.tenants.registry import register_tenant
 
-    try:
-        validate_tenant_id(tenant_id)
-    except InvalidTenantId as err:
-        raise click.BadParameter(str(err), param_hint="TENANT_ID") from err
-    env = stack.activate()
-    with DagsterInstance.get() as instance:
-        tenant = register_tenant(
-            PostgresResource(url=env["DATABASE_URL"]), instance, tenant_id, display_name
+    _tenant_argument(tenant_id)
+    if api_token_env is not None and not re.fullmatch(r"[A-Z_][A-Z0-9_]{0,127}", api_token_env):
+        raise click.BadParameter(
+            "give the NAME of an environment variable (e.g. ACME_API_TOKEN), not the token",
+            param_hint="--api-token-env",
         )
-    click.echo(f"tenant {tenant.tenant_id} ({tenant.display_name}) is {tenant.status}")
+    if api_base_url is not None and not re.match(r"https?://", api_base_url):
+        raise click.BadParameter("use an http:// or https:// URL", param_hint="--api-base-url")
+    with _platform() as (postgres, clickhouse, instance):
+        register_tenant(
+            postgres,
+            tenant_id,
+            display_name,
+            api_base_url=api_base_url,
+            api_token_env=api_token_env,
+            retention_days=retention_days,
+            actor=_cli_actor(),
+        )
+        report = provision_tenant(postgres, clickhouse, instance, tenant_id, actor=_cli_actor())
+    click.echo(
+        f"tenant {tenant_id} is active: ClickHouse database {report.database}, "
+        f"migrations {report.already_applied + report.applied}"
+    )
 
 
 @tenants.command("list")
 def tenants_list() -> None:
-    """List registered tenants."""
-    from analytics_platform import stack
-    from analytics_platform.resources.postgres import PostgresResource
-    from analytics_platform.tenants.registry import list_tenants
+    """Registered tenants: status, partitions materialized, last data day, ClickHouse database."""
+    from analytics_platform.tenants.overview import tenant_overview
 
-    env = stack.activate()
-    rows = list_tenants(PostgresResource(url=env["DATABASE_URL"]))
-    click.echo(f"{'tenant':<20}{'status':<14}{'created':<22}name")
-    for t in rows:
+    with _platform() as (postgres, clickhouse, instance):
+        rows = tenant_overview(postgres, clickhouse, instance)
+        where = redact_url(postgres.url)
+    header = (
+        f"{'tenant':<22}{'status':<15}{'partitions':>11}  {'last data day':<15}"
+        f"{'clickhouse database':<30}{'schema':>7}  name"
+    )
+    click.echo(header)
+    for row in rows:
         click.echo(
-            f"{t.tenant_id:<20}{t.status:<14}{t.created_at:%Y-%m-%d %H:%M:%S}   {t.display_name}"
+            f"{row.tenant_id:<22}{row.status:<15}{row.partitions_materialized:>11}  "
+            f"{row.last_data_day or '-'!s:<15}{row.database:<30}{row.schema_version:>7}  "
+            f"{row.display_name}"
         )
     if not rows:
-        click.echo(f"(no tenants in {redact_url(env['DATABASE_URL'])})")
+        click.echo(f"(no tenants in {where})")
+
+
+@tenants.command("suspend")
+@click.argument("tenant_id")
+def tenants_suspend(tenant_id: str) -> None:
+    """Stop sensors and schedules from starting runs for TENANT_ID; its data stays."""
+    from analytics_platform.tenants.lifecycle import suspend_tenant
+
+    _tenant_argument(tenant_id)
+    with _platform() as (postgres, _clickhouse, instance):
+        suspend_tenant(postgres, instance, tenant_id, actor=_cli_actor())
+    click.echo(f"tenant {tenant_id} is suspended")
+
+
+@tenants.command("resume")
+@click.argument("tenant_id")
+def tenants_resume(tenant_id: str) -> None:
+    """Re-activate a suspended tenant (applying migrations it missed)."""
+    from analytics_platform.tenants.lifecycle import resume_tenant
+
+    _tenant_argument(tenant_id)
+    with _platform() as (postgres, clickhouse, instance):
+        report = resume_tenant(postgres, clickhouse, instance, tenant_id, actor=_cli_actor())
+    click.echo(f"tenant {tenant_id} is active (migrations applied now: {report.applied or 'none'})")
+
+
+@tenants.command("deprovision")
+@click.argument("tenant_id")
+@click.option(
+    "--confirm",
+    prompt="Type the tenant id again to delete all of its data",
+    help="The tenant id again, to confirm.",
+)
+def tenants_deprovision(tenant_id: str, confirm: str) -> None:
+    """Delete TENANT_ID's data in every layer and its ClickHouse database; keep the audit."""
+    from analytics_platform.tenants.lifecycle import deprovision_tenant
+
+    _tenant_argument(tenant_id)
+    with _platform() as (postgres, clickhouse, instance):
+        report = deprovision_tenant(
+            postgres, clickhouse, instance, tenant_id, confirm=confirm, actor=_cli_actor()
+        )
+    deleted = ", ".join(f"{table} {n}" for table, n in report.rows_deleted.items() if n)
+    click.echo(
+        f"tenant {tenant_id} is deprovisioned: dropped {report.database}; "
+        f"rows deleted: {deleted or 'none'}"
+    )
+
+
+@tenants.command("clickhouse-reader")
+@click.argument("tenant_id")
+@click.option(
+    "--password",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    help="The reader's password (prompted; only its SHA-256 is sent).",
+)
+@click.option("--apply", is_flag=True, help="Run the SQL on the ClickHouse server.")
+def tenants_clickhouse_reader(tenant_id: str, password: str, apply: bool) -> None:
+    """Print (or --apply) the SQL for a user that can read only TENANT_ID's database."""
+    from analytics_platform.resources.clickhouse import ClickHouseResource
+    from analytics_platform.settings import load_settings
+    from analytics_platform.tenants.grants import password_hash, tenant_reader_sql
+
+    _tenant_argument(tenant_id)
+    try:
+        digest = password_hash(password)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--password") from err
+    settings = load_settings()
+    clickhouse = ClickHouseResource(url=settings.clickhouse_url or settings.embedded_clickhouse_url)
+    statements = tenant_reader_sql(clickhouse, tenant_id, digest)
+    if not apply:
+        click.echo(";\n".join(statements) + ";")
+        return
+    if clickhouse.is_embedded:
+        raise click.ClickException(
+            "embedded chDB has no users or grants; set CLICKHOUSE_URL to a ClickHouse server, "
+            "or run the printed SQL there yourself"
+        )
+    with clickhouse.session() as session:
+        for statement in statements:
+            session.command(statement)
+    click.echo(f"user reader_{tenant_id} can read {clickhouse.database_for(tenant_id)} only")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from analytics_platform.jobs import jobs
 from analytics_platform.resources.clickhouse import ClickHouseResource
 from analytics_platform.resources.landing import LandingZoneResource
 from analytics_platform.resources.postgres import PostgresResource
+from analytics_platform.sensors.tenant_registry import sensors
 
 assets = [raw_file_events, analytics_dbt_models, serving_daily_metrics]
 
@@ -26,4 +27,4 @@ def platform_resources() -> dict[str, object]:
     }
 
 
-defs = Definitions(assets=assets, jobs=jobs, resources=platform_resources())
+defs = Definitions(assets=assets, jobs=jobs, sensors=sensors, resources=platform_resources())

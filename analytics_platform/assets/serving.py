@@ -14,6 +14,7 @@ from dagster import (
 from analytics_platform.partitions import tenant_day, tenant_days
 from analytics_platform.resources.clickhouse import ClickHouseResource
 from analytics_platform.resources.postgres import PostgresResource
+from analytics_platform.tenants.migrations import migrate_tenant
 
 DAILY_METRICS_COLUMNS = ("tenant_id", "event_date", "visitors", "sessions", "page_views", "events")
 
@@ -62,7 +63,7 @@ def serving_daily_metrics(
     rows = 0
     with clickhouse.session() as session:
         for tenant, dates in by_tenant.items():
-            clickhouse.ensure_tenant_database(session, tenant)
+            migrate_tenant(postgres, clickhouse, session, tenant)
             frame = read_daily_metrics(postgres, tenant, dates)
             rows += clickhouse.replace_partitions(
                 session, tenant, "fct_daily_metrics", frame, dates

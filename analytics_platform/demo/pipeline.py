@@ -16,6 +16,7 @@ from analytics_platform.partitions import range_tags, tenants_partitions
 from analytics_platform.resources.clickhouse import ClickHouseResource
 from analytics_platform.resources.postgres import PostgresResource
 from analytics_platform.settings import redact_url
+from analytics_platform.tenants.lifecycle import provision_tenant
 from analytics_platform.tenants.registry import register_tenant
 
 DEMO_TENANTS = ("acme", "globex", "initech")
@@ -171,7 +172,8 @@ def run_demo(
     clickhouse = ClickHouseResource(url=env["CLICKHOUSE_URL"])
     with DagsterInstance.get() as instance:
         for tenant in tenants:
-            register_tenant(postgres, instance, tenant, tenant.title())
+            register_tenant(postgres, tenant, tenant.title(), actor="demo")
+            provision_tenant(postgres, clickhouse, instance, tenant, actor="demo")
         job = defs.resolve_job_def("tenant_day_pipeline")
         # The console shows progress, not every event; the UI has the full log.
         quiet = {"loggers": {"console": {"config": {"log_level": log_level}}}}

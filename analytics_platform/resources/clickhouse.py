@@ -13,7 +13,6 @@ import datetime as dt
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from importlib import resources as package_files
 from pathlib import Path
 from typing import Protocol
 
@@ -134,16 +133,6 @@ class ClickHouseResource(ConfigurableResource):
                 embedded.close()
         finally:
             lock.release()
-
-    def ensure_tenant_database(self, session: ClickHouseSession, tenant: str) -> str:
-        """Create the tenant's database and serving tables if missing; returns the database."""
-        database = self.database_for(tenant)
-        session.command(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(database)}")
-        ddl_dir = package_files.files("analytics_platform").joinpath("sql/clickhouse")
-        for ddl in sorted(ddl_dir.iterdir(), key=lambda f: f.name):
-            if ddl.name.endswith(".sql"):
-                session.command(ddl.read_text().format(database=quote_identifier(database)))
-        return database
 
     def replace_partitions(
         self,

@@ -5,12 +5,37 @@ CREATE SCHEMA IF NOT EXISTS staging;
 CREATE SCHEMA IF NOT EXISTS marts;
 
 CREATE TABLE IF NOT EXISTS platform.tenants (
-    tenant_id     text PRIMARY KEY CHECK (tenant_id ~ '^[a-z][a-z0-9_]{1,39}$'),
-    display_name  text NOT NULL,
-    status        text NOT NULL DEFAULT 'active'
-                  CHECK (status IN ('pending', 'active', 'suspended', 'deprovisioned')),
-    created_at    timestamptz NOT NULL DEFAULT now(),
-    updated_at    timestamptz NOT NULL DEFAULT now()
+    tenant_id      text PRIMARY KEY CHECK (tenant_id ~ '^[a-z][a-z0-9_]{1,39}$'),
+    display_name   text NOT NULL,
+    status         text NOT NULL DEFAULT 'pending'
+                   CHECK (status IN ('pending', 'active', 'suspended', 'deprovisioned')),
+    api_base_url   text CHECK (api_base_url ~ '^https?://'),
+    -- The NAME of the environment variable holding the API token, never the token.
+    api_token_env  text CHECK (api_token_env ~ '^[A-Z_][A-Z0-9_]{0,127}$'),
+    retention_days integer NOT NULL DEFAULT 400 CHECK (retention_days BETWEEN 1 AND 36500),
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    updated_at     timestamptz NOT NULL DEFAULT now()
+);
+
+-- Every lifecycle change of a tenant, kept after the tenant is deprovisioned.
+CREATE TABLE IF NOT EXISTS platform.tenant_audit (
+    audit_id    bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tenant_id   text NOT NULL,
+    action      text NOT NULL,
+    detail      jsonb NOT NULL DEFAULT '{}'::jsonb,
+    actor       text NOT NULL DEFAULT current_user,
+    recorded_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX IF NOT EXISTS tenant_audit_tenant_idx ON platform.tenant_audit (tenant_id, audit_id);
+
+-- ClickHouse migrations applied to each tenant's database.
+CREATE TABLE IF NOT EXISTS platform.schema_versions (
+    tenant_id  text NOT NULL,
+    version    integer NOT NULL,
+    name       text NOT NULL,
+    checksum   text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, version)
 );
 
 -- Dead letters: every row that broke the event contract, with its original text.

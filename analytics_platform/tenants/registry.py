@@ -1,15 +1,40 @@
-"""The tenant registry (`platform.tenants`) and its mirror, the `tenants` dynamic partitions."""
+"""The tenant registry (`platform.tenants`), its audit trail, and its mirror in Dagster.
+
+Lifecycle: `pending` (registered, ClickHouse not provisioned yet) -> `active`
+<-> `suspended` -> `deprovisioned`. Every change writes a `platform.tenant_audit`
+row that outlives the tenant. The `tenants` dynamic partitions mirror the
+tenants whose data exists: `active` and `suspended` ones (a suspended tenant's
+partitions and history stay visible; only automation skips it).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+import psycopg
 from dagster import DagsterInstance
 
 from analytics_platform.partitions import tenants_partitions
 from analytics_platform.resources.postgres import PostgresResource
 from analytics_platform.tenants.ids import validate_tenant_id
+
+STATUSES = ("pending", "active", "suspended", "deprovisioned")
+PARTITIONED_STATUSES = frozenset({"active", "suspended"})
+COLUMNS = (
+    "tenant_id, display_name, status, api_base_url, api_token_env, retention_days, "
+    "created_at, updated_at"
+)
+
+
+class TenantNotFound(LookupError):
+    pass
+
+
+class TenantStateError(RuntimeError):
+    """The tenant is not in a status that allows the requested change."""
 
 
 @dataclass(frozen=True)
@@ -17,41 +42,171 @@ class Tenant:
     tenant_id: str
     display_name: str
     status: str
+    api_base_url: str | None
+    api_token_env: str | None
+    retention_days: int
     created_at: dt.datetime
+    updated_at: dt.datetime
+
+    @property
+    def has_api(self) -> bool:
+        return self.api_base_url is not None
+
+    @property
+    def runs_automatically(self) -> bool:
+        """Sensors and schedules start runs only for active tenants."""
+        return self.status == "active"
+
+
+def record_audit(
+    conn: psycopg.Connection,
+    tenant_id: str,
+    action: str,
+    actor: str,
+    detail: Mapping[str, object] | None = None,
+) -> None:
+    conn.execute(
+        "INSERT INTO platform.tenant_audit (tenant_id, action, actor, detail) "
+        "VALUES (%s, %s, %s, %s::jsonb)",
+        (tenant_id, action, actor, json.dumps(dict(detail or {}), default=str)),
+    )
 
 
 def register_tenant(
     postgres: PostgresResource,
-    instance: DagsterInstance,
     tenant_id: str,
     display_name: str | None = None,
+    *,
+    api_base_url: str | None = None,
+    api_token_env: str | None = None,
+    retention_days: int | None = None,
+    actor: str = "unknown",
 ) -> Tenant:
-    """Add (or re-activate) a tenant and its dynamic partition, so its runs can start at once."""
+    """Add a tenant as `pending`, or update the settings of one already registered.
+
+    A deprovisioned id registered again starts over as `pending`. Settings left
+    as None keep their current value.
+    """
     validate_tenant_id(tenant_id)
     postgres.ensure_warehouse()
     with postgres.transaction() as conn:
-        row = conn.execute(
-            """
-            INSERT INTO platform.tenants (tenant_id, display_name, status)
-            VALUES (%s, %s, 'active')
-            ON CONFLICT (tenant_id) DO UPDATE
-               SET display_name = COALESCE(%s, platform.tenants.display_name),
-                   status = 'active',
-                   updated_at = now()
-            RETURNING tenant_id, display_name, status, created_at
-            """,
-            (tenant_id, display_name or tenant_id, display_name),
+        existing = conn.execute(
+            "SELECT status FROM platform.tenants WHERE tenant_id = %s FOR UPDATE", (tenant_id,)
         ).fetchone()
-    if not instance.has_dynamic_partition(tenants_partitions.name, tenant_id):
-        instance.add_dynamic_partitions(tenants_partitions.name, [tenant_id])
+        row = conn.execute(
+            f"""
+            INSERT INTO platform.tenants
+                (tenant_id, display_name, status, api_base_url, api_token_env, retention_days)
+            VALUES (%(id)s, coalesce(%(name)s, %(id)s), 'pending', %(url)s, %(token_env)s,
+                    coalesce(%(retention)s, 400))
+            ON CONFLICT (tenant_id) DO UPDATE SET
+                display_name = coalesce(%(name)s, platform.tenants.display_name),
+                status = CASE WHEN platform.tenants.status = 'deprovisioned' THEN 'pending'
+                              ELSE platform.tenants.status END,
+                api_base_url = coalesce(%(url)s, platform.tenants.api_base_url),
+                api_token_env = coalesce(%(token_env)s, platform.tenants.api_token_env),
+                retention_days = coalesce(%(retention)s, platform.tenants.retention_days),
+                updated_at = now()
+            RETURNING {COLUMNS}
+            """,
+            {
+                "id": tenant_id,
+                "name": display_name,
+                "url": api_base_url,
+                "token_env": api_token_env,
+                "retention": retention_days,
+            },
+        ).fetchone()
+        action = "registered" if existing is None or existing[0] == "deprovisioned" else "updated"
+        settings = {
+            "display_name": display_name,
+            "api_base_url": api_base_url,
+            "api_token_env": api_token_env,
+            "retention_days": retention_days,
+        }
+        record_audit(
+            conn, tenant_id, action, actor, {k: v for k, v in settings.items() if v is not None}
+        )
     return Tenant(*row)
 
 
-def list_tenants(postgres: PostgresResource) -> list[Tenant]:
+def get_tenant(postgres: PostgresResource, tenant_id: str) -> Tenant:
+    validate_tenant_id(tenant_id)
     postgres.ensure_warehouse()
     with postgres.connect() as conn:
+        row = conn.execute(
+            f"SELECT {COLUMNS} FROM platform.tenants WHERE tenant_id = %s", (tenant_id,)
+        ).fetchone()
+    if row is None:
+        raise TenantNotFound(
+            f"tenant {tenant_id!r} is not registered: analytics-platform tenants add {tenant_id}"
+        )
+    return Tenant(*row)
+
+
+def list_tenants(postgres: PostgresResource, statuses: Iterable[str] | None = None) -> list[Tenant]:
+    """Registered tenants (optionally only those in `statuses`), by id."""
+    postgres.ensure_warehouse()
+    wanted = list(statuses) if statuses is not None else list(STATUSES)
+    with postgres.connect() as conn:
         rows = conn.execute(
-            "SELECT tenant_id, display_name, status, created_at "
-            "FROM platform.tenants ORDER BY tenant_id"
+            f"SELECT {COLUMNS} FROM platform.tenants WHERE status = ANY(%s) ORDER BY tenant_id",
+            (wanted,),
         ).fetchall()
     return [Tenant(*row) for row in rows]
+
+
+def transition(
+    conn: psycopg.Connection,
+    tenant_id: str,
+    to: str,
+    *,
+    allowed_from: Iterable[str],
+    actor: str,
+    detail: Mapping[str, object] | None = None,
+) -> Tenant:
+    """Move a tenant to status `to` (in `conn`'s transaction) and audit it, or refuse."""
+    validate_tenant_id(tenant_id)
+    allowed = list(allowed_from)
+    row = conn.execute(
+        f"UPDATE platform.tenants SET status = %s, updated_at = now() "
+        f"WHERE tenant_id = %s AND status = ANY(%s) RETURNING {COLUMNS}",
+        (to, tenant_id, allowed),
+    ).fetchone()
+    if row is None:
+        current = conn.execute(
+            "SELECT status FROM platform.tenants WHERE tenant_id = %s", (tenant_id,)
+        ).fetchone()
+        if current is None:
+            raise TenantNotFound(f"tenant {tenant_id!r} is not registered")
+        raise TenantStateError(
+            f"tenant {tenant_id!r} is {current[0]}; it can become {to} only from "
+            f"{' or '.join(allowed)}"
+        )
+    record_audit(conn, tenant_id, to, actor, detail)
+    return Tenant(*row)
+
+
+@dataclass(frozen=True)
+class PartitionSync:
+    """What the `tenants` dynamic partitions need to mirror the registry."""
+
+    add: list[str]
+    remove: list[str]
+
+    def __bool__(self) -> bool:
+        return bool(self.add or self.remove)
+
+
+def partition_sync(postgres: PostgresResource, instance: DagsterInstance) -> PartitionSync:
+    """Partitions to add (active/suspended tenants lacking one) and to remove (all others)."""
+    wanted = {t.tenant_id for t in list_tenants(postgres, PARTITIONED_STATUSES)}
+    present = set(instance.get_dynamic_partitions(tenants_partitions.name))
+    return PartitionSync(add=sorted(wanted - present), remove=sorted(present - wanted))
+
+
+def apply_partition_sync(instance: DagsterInstance, sync: PartitionSync) -> None:
+    if sync.add:
+        instance.add_dynamic_partitions(tenants_partitions.name, sync.add)
+    for tenant_id in sync.remove:
+        instance.delete_dynamic_partition(tenants_partitions.name, tenant_id)

@@ -1,0 +1,178 @@
+"""Provisioning, suspension and deprovisioning: the registry, ClickHouse and Dagster together.
+
+Used by the CLI (immediately, in-process) and by the Dagster jobs in
+`analytics_platform/jobs.py` (from the UI, the sensor or a schedule).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dagster import DagsterInstance
+from psycopg import sql
+
+from analytics_platform.resources.clickhouse import ClickHouseResource, quote_identifier
+from analytics_platform.resources.postgres import PostgresResource
+from analytics_platform.tenants.ids import validate_tenant_id
+from analytics_platform.tenants.migrations import MigrationReport, migrate_tenant
+from analytics_platform.tenants.registry import (
+    Tenant,
+    TenantStateError,
+    apply_partition_sync,
+    get_tenant,
+    partition_sync,
+    transition,
+)
+
+# Warehouse layers whose tables carry tenant rows; every table there with a tenant_id
+# column is cleared on deprovisioning, so a new model cannot be forgotten.
+TENANT_SCHEMAS = ("raw", "staging", "marts")
+PLATFORM_TENANT_TABLES = ("platform.quarantine", "platform.schema_versions")
+
+
+def provision_tenant(
+    postgres: PostgresResource,
+    clickhouse: ClickHouseResource,
+    instance: DagsterInstance,
+    tenant_id: str,
+    *,
+    actor: str,
+) -> MigrationReport:
+    """Create the tenant's ClickHouse database and migrate it; then, and only then, activate.
+
+    Safe to repeat: an active tenant just gets any pending migrations.
+    """
+    tenant = get_tenant(postgres, tenant_id)
+    if tenant.status not in ("pending", "active"):
+        raise TenantStateError(
+            f"tenant {tenant_id!r} is {tenant.status}: only pending or active tenants are "
+            "provisioned (resume a suspended tenant; register a deprovisioned one again)"
+        )
+    with clickhouse.session() as session:
+        report = migrate_tenant(postgres, clickhouse, session, tenant_id)
+    with postgres.transaction() as conn:
+        transition(
+            conn,
+            tenant_id,
+            "active",
+            allowed_from=("pending", "active"),
+            actor=actor,
+            detail={"database": report.database, "migrations_applied": report.applied},
+        )
+    apply_partition_sync(instance, partition_sync(postgres, instance))
+    return report
+
+
+def suspend_tenant(
+    postgres: PostgresResource, instance: DagsterInstance, tenant_id: str, *, actor: str
+) -> Tenant:
+    """Stop automation for the tenant; its data and partitions stay."""
+    with postgres.transaction() as conn:
+        tenant = transition(conn, tenant_id, "suspended", allowed_from=("active",), actor=actor)
+    apply_partition_sync(instance, partition_sync(postgres, instance))
+    return tenant
+
+
+def resume_tenant(
+    postgres: PostgresResource,
+    clickhouse: ClickHouseResource,
+    instance: DagsterInstance,
+    tenant_id: str,
+    *,
+    actor: str,
+) -> MigrationReport:
+    """Re-activate a suspended tenant, catching up on migrations it missed while suspended."""
+    tenant = get_tenant(postgres, tenant_id)
+    if tenant.status != "suspended":
+        raise TenantStateError(f"tenant {tenant_id!r} is {tenant.status}, not suspended")
+    with clickhouse.session() as session:
+        report = migrate_tenant(postgres, clickhouse, session, tenant_id)
+    with postgres.transaction() as conn:
+        transition(
+            conn,
+            tenant_id,
+            "active",
+            allowed_from=("suspended",),
+            actor=actor,
+            detail={"migrations_applied": report.applied},
+        )
+    apply_partition_sync(instance, partition_sync(postgres, instance))
+    return report
+
+
+@dataclass(frozen=True)
+class DeprovisionReport:
+    tenant: str
+    database: str
+    rows_deleted: dict[str, int]
+
+
+class ConfirmationMismatch(ValueError):
+    pass
+
+
+def deprovision_tenant(
+    postgres: PostgresResource,
+    clickhouse: ClickHouseResource,
+    instance: DagsterInstance,
+    tenant_id: str,
+    *,
+    confirm: str,
+    actor: str,
+) -> DeprovisionReport:
+    """Delete every trace of a tenant's data; keep its registry row and audit trail.
+
+    Refuses unless `confirm` repeats the tenant id. Rows go first (one
+    transaction), then the ClickHouse database, then the Dagster partitions.
+    """
+    validate_tenant_id(tenant_id)
+    if confirm != tenant_id:
+        raise ConfirmationMismatch(
+            f"deprovisioning deletes all data of tenant {tenant_id!r}; confirm by repeating "
+            f"the tenant id exactly (got {confirm!r})"
+        )
+    tenant = get_tenant(postgres, tenant_id)
+    if tenant.status == "deprovisioned":
+        raise TenantStateError(f"tenant {tenant_id!r} is already deprovisioned")
+    database = clickhouse.database_for(tenant_id)
+    deleted: dict[str, int] = {}
+    with postgres.transaction() as conn:
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"migrate|{tenant_id}",))
+        tables = conn.execute(
+            "SELECT table_schema || '.' || table_name FROM information_schema.columns "
+            "JOIN information_schema.tables USING (table_schema, table_name) "
+            "WHERE column_name = 'tenant_id' AND table_type = 'BASE TABLE' "
+            "AND table_schema = ANY(%s) ORDER BY 1",
+            (list(TENANT_SCHEMAS),),
+        ).fetchall()
+        for table in [t for (t,) in tables] + list(PLATFORM_TENANT_TABLES):
+            cursor = conn.execute(
+                sql.SQL("DELETE FROM {} WHERE tenant_id = %s").format(
+                    sql.Identifier(*table.split("."))
+                ),
+                (tenant_id,),
+            )
+            deleted[table] = cursor.rowcount
+        transition(
+            conn,
+            tenant_id,
+            "deprovisioned",
+            allowed_from=("pending", "active", "suspended"),
+            actor=actor,
+            detail={"database_dropped": database, "rows_deleted": deleted},
+        )
+        # Dropped inside the transaction's lifetime: if the drop fails, the rows stay too.
+        with clickhouse.session() as session:
+            session.command(f"DROP DATABASE IF EXISTS {quote_identifier(database)}")
+    apply_partition_sync(instance, partition_sync(postgres, instance))
+    return DeprovisionReport(tenant_id, database, deleted)
+
+
+def audit_trail(postgres: PostgresResource, tenant_id: str) -> list[tuple[str, str, dict]]:
+    """(action, actor, detail) for every lifecycle change of the tenant, oldest first."""
+    with postgres.connect() as conn:
+        return conn.execute(
+            "SELECT action, actor, detail FROM platform.tenant_audit WHERE tenant_id = %s "
+            "ORDER BY audit_id",
+            (tenant_id,),
+        ).fetchall()

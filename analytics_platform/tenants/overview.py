@@ -1,0 +1,60 @@
+"""One row per tenant for `analytics-platform tenants list`: registry, Dagster and data together."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from dataclasses import dataclass
+
+from dagster import AssetKey, DagsterInstance
+
+from analytics_platform.partitions import parse_tenant_day
+from analytics_platform.resources.clickhouse import ClickHouseResource
+from analytics_platform.resources.postgres import PostgresResource
+from analytics_platform.tenants.registry import list_tenants
+
+RAW_ASSET = AssetKey("raw_file_events")
+
+
+@dataclass(frozen=True)
+class TenantOverview:
+    tenant_id: str
+    display_name: str
+    status: str
+    partitions_materialized: int
+    last_data_day: dt.date | None
+    database: str
+    schema_version: int
+
+
+def tenant_overview(
+    postgres: PostgresResource, clickhouse: ClickHouseResource, instance: DagsterInstance
+) -> list[TenantOverview]:
+    """Every registered tenant with its materialized raw partitions, newest data day and schema."""
+    registered = list_tenants(postgres)
+    with postgres.connect() as conn:
+        last_day = dict(
+            conn.execute(
+                "SELECT tenant_id, max(_partition_date) FROM raw.file_events GROUP BY tenant_id"
+            ).fetchall()
+        )
+        version = dict(
+            conn.execute(
+                "SELECT tenant_id, max(version) FROM platform.schema_versions GROUP BY tenant_id"
+            ).fetchall()
+        )
+    materialized = Counter(
+        parse_tenant_day(key).tenant for key in instance.get_materialized_partitions(RAW_ASSET)
+    )
+    return [
+        TenantOverview(
+            tenant_id=t.tenant_id,
+            display_name=t.display_name,
+            status=t.status,
+            partitions_materialized=materialized[t.tenant_id],
+            last_data_day=last_day.get(t.tenant_id),
+            database=clickhouse.database_for(t.tenant_id),
+            schema_version=version.get(t.tenant_id, 0),
+        )
+        for t in registered
+    ]

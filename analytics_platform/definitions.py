@@ -12,7 +12,8 @@ from analytics_platform.jobs import jobs
 from analytics_platform.resources.clickhouse import ClickHouseResource
 from analytics_platform.resources.landing import LandingZoneResource
 from analytics_platform.resources.postgres import PostgresResource
-from analytics_platform.sensors.tenant_registry import sensors
+from analytics_platform.sensors.landing import landing_file_sensor
+from analytics_platform.sensors.tenant_registry import tenant_registry_sensor
 
 assets = [raw_file_events, analytics_dbt_models, serving_daily_metrics]
 
@@ -26,5 +27,7 @@ def platform_resources() -> dict[str, object]:
         "dbt": dbt_resource(),
     }
 
+
+sensors = [tenant_registry_sensor, landing_file_sensor]
 
 defs = Definitions(assets=assets, jobs=jobs, sensors=sensors, resources=platform_resources())

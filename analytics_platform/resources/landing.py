@@ -23,6 +23,14 @@ class LandingZoneResource(ConfigurableResource):
             "How far outside its folder's day an event's timestamp may be before quarantine."
         ),
     )
+    settle_seconds: int = Field(
+        default=60,
+        ge=0,
+        description=(
+            "landing_file_sensor takes a file once its size and mtime were unchanged between "
+            "two evaluations, or its mtime is at least this old."
+        ),
+    )
     max_line_bytes: int = Field(
         default=1_048_576, gt=0, description="Longer lines are quarantined as oversized."
     )

@@ -46,6 +46,3 @@ def tenant_registry_sensor(context: SensorEvaluationContext, postgres: PostgresR
     if not requests and not runs:
         return SkipReason("the tenants partitions match the registry; no tenant is pending")
     return SensorResult(run_requests=runs, dynamic_partitions_requests=requests)
-
-
-sensors = [tenant_registry_sensor]

@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS platform.schema_versions (
 CREATE TABLE IF NOT EXISTS platform.quarantine (
     quarantine_id  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     tenant_id      text NOT NULL,
-    partition_date date NOT NULL,
+    -- NULL for a whole landing folder refused before any day applies (landing_file_sensor).
+    partition_date date,
     layer          text NOT NULL,
     source         text NOT NULL,
     source_line    integer NOT NULL,

@@ -1,0 +1,231 @@
+"""landing_file_sensor: which files start runs, when, with what key; and what it refuses."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+
+import pytest
+from dagster import SensorResult, SkipReason, build_sensor_context
+
+from analytics_platform.resources.landing import LandingZoneResource
+from analytics_platform.sensors.landing import LandingCursor, evaluate_landing, landing_file_sensor
+from analytics_platform_tests.events import day_file, tracker_event, write_lines
+
+DAY = dt.date(2026, 11, 5)
+
+
+@pytest.fixture
+def tenants(postgres, new_tenant):
+    """Registry rows set by SQL: one active, one suspended, one pending tenant."""
+    ids = {
+        "active": new_tenant("land"),
+        "suspended": new_tenant("land"),
+        "pending": new_tenant("land"),
+    }
+    with postgres.transaction() as conn:
+        for status, tenant in ids.items():
+            conn.execute(
+                "INSERT INTO platform.tenants (tenant_id, display_name, status) "
+                "VALUES (%s, %s, %s)",
+                (tenant, tenant, status),
+            )
+    return ids
+
+
+def landed(landing_dir, tenant, name="a.jsonl", day=DAY, events=("e1",), mtime=None):
+    path = write_lines(
+        day_file(landing_dir, tenant, day, name),
+        [tracker_event(e, "v1", f"{day}T10:00:00Z") for e in events],
+    )
+    if mtime is not None:
+        os.utime(path, ns=(mtime, mtime))
+    return path
+
+
+class Harness:
+    """Evaluates the sensor logic like the daemon does, carrying the cursor between ticks."""
+
+    def __init__(self, landing_dir, postgres, settle_seconds=0):
+        self.landing = LandingZoneResource(root=str(landing_dir), settle_seconds=settle_seconds)
+        self.postgres = postgres
+        self.cursor = LandingCursor()
+        self.partitions: set[str] = set()
+
+    def tick(self, now=None):
+        result = evaluate_landing(
+            self.landing, self.postgres, self.partitions, self.cursor, now or time.time()
+        )
+        self.cursor = LandingCursor.load(self.cursor.dump())  # survives serialization
+        return result
+
+
+def requests(result) -> list:
+    return result.run_requests if isinstance(result, SensorResult) else []
+
+
+def quarantined(postgres, source_like):
+    with postgres.connect() as conn:
+        return conn.execute(
+            "SELECT tenant_id, partition_date, reason FROM platform.quarantine "
+            "WHERE layer = 'landing_file_sensor' AND source LIKE %s ORDER BY source",
+            (source_like,),
+        ).fetchall()
+
+
+def test_a_new_file_runs_once_and_a_replaced_one_again(landing_dir, postgres, tenants):
+    tenant = tenants["active"]
+    harness = Harness(landing_dir, postgres)
+    path = landed(landing_dir, tenant, mtime=time.time_ns() - 60_000_000_000)
+    first = requests(harness.tick())
+    assert [r.partition_key for r in first] == [f"{DAY}|{tenant}"]
+    assert not requests(harness.tick())  # nothing new: no run, however often it ticks
+
+    # Touched but unchanged: the daemon sees the same run_key and starts nothing.
+    later = path.stat().st_mtime_ns + 5_000_000_000
+    os.utime(path, ns=(later, later))
+    touched = requests(harness.tick())
+    assert [r.run_key for r in touched] == [first[0].run_key]
+
+    # Replaced with other content: a new key, so a new run.
+    landed(landing_dir, tenant, events=("e1", "e2"), mtime=later + 5_000_000_000)
+    replaced = requests(harness.tick())
+    assert len(replaced) == 1 and replaced[0].run_key != first[0].run_key
+
+
+def test_several_files_of_a_tenant_day_make_one_run(landing_dir, postgres, tenants):
+    tenant = tenants["active"]
+    harness = Harness(landing_dir, postgres)
+    for name in ("a.jsonl", "b.csv", "c.jsonl.gz"):
+        landed(landing_dir, tenant, name=name)
+    other_day = DAY + dt.timedelta(days=1)
+    landed(landing_dir, tenant, day=other_day)
+    keys = sorted(r.partition_key for r in requests(harness.tick()))
+    assert keys == [f"{DAY}|{tenant}", f"{other_day}|{tenant}"]
+
+
+def test_a_late_file_with_the_same_mtime_is_not_skipped(landing_dir, postgres, tenants):
+    tenant = tenants["active"]
+    harness = Harness(landing_dir, postgres)
+    stamp = time.time_ns() - 10_000_000_000
+    landed(landing_dir, tenant, name="a.jsonl", mtime=stamp)
+    assert len(requests(harness.tick())) == 1
+    # Arrives after that tick, but carries the very same mtime (e.g. set by the producer).
+    landed(landing_dir, tenant, name="b.jsonl", mtime=stamp)
+    late = requests(harness.tick())
+    assert [r.partition_key for r in late] == [f"{DAY}|{tenant}"]
+
+
+def test_files_still_being_written_wait_for_a_stable_size(landing_dir, postgres, tenants):
+    tenant = tenants["active"]
+    harness = Harness(landing_dir, postgres, settle_seconds=3600)
+    (landing_dir / tenant / str(DAY)).mkdir(parents=True)
+    (landing_dir / tenant / str(DAY) / "part.jsonl.tmp").write_text("{}\n")
+    path = landed(landing_dir, tenant)
+    waiting = harness.tick()
+    assert isinstance(waiting, SkipReason) and "still changing" in waiting.skip_message
+
+    with path.open("a") as stream:  # the writer appends more
+        stream.write('{"eventId": "e2"}\n')
+    assert not requests(harness.tick())
+    # Unchanged since the last look: complete. The *.tmp file is never taken.
+    done = requests(harness.tick())
+    assert [r.partition_key for r in done] == [f"{DAY}|{tenant}"]
+    assert "part.jsonl.tmp" not in done[0].tags["landing/files"]
+
+
+def test_unrunnable_folders_are_reported_once_and_never_loop(landing_dir, postgres, tenants):
+    harness = Harness(landing_dir, postgres)
+    bad = {
+        "unknown_tenant": landed(landing_dir, "nobody_registered_this"),
+        "suspended_tenant": landed(landing_dir, tenants["suspended"]),
+        "pending": landed(landing_dir, tenants["pending"]),
+    }
+    not_a_day = landing_dir / tenants["active"] / "yesterday" / "a.jsonl"
+    not_a_day.parent.mkdir(parents=True)
+    not_a_day.write_text("{}\n")
+    invalid_id = landing_dir / "Bad Tenant" / str(DAY) / "a.jsonl"
+    invalid_id.parent.mkdir(parents=True)
+    invalid_id.write_text("{}\n")
+
+    first = harness.tick()
+    assert isinstance(first, SkipReason)
+    for fragment in ("unknown_tenant", "suspended_tenant", "bad_folder"):
+        assert fragment in first.skip_message
+    assert quarantined(postgres, "nobody_registered_this/%") == [
+        ("nobody_registered_this", DAY, "unknown_tenant")
+    ]
+    assert quarantined(postgres, f"{tenants['suspended']}/%") == [
+        (tenants["suspended"], DAY, "suspended_tenant")
+    ]
+    assert quarantined(postgres, f"{tenants['active']}/yesterday/%") == [
+        (tenants["active"], None, "bad_folder")
+    ]
+    assert quarantined(postgres, "Bad Tenant/%") == [("Bad Tenant", None, "bad_folder")]
+    assert all(path.exists() for path in bad.values())  # nothing is moved or lost
+
+    again = harness.tick()
+    assert isinstance(again, SkipReason) and again.skip_message == "no new landing files"
+    assert len(quarantined(postgres, "%")) >= 5
+    assert len(quarantined(postgres, f"{tenants['suspended']}/%")) == 1
+
+    # Resumed: the file that waited now runs.
+    with postgres.transaction() as conn:
+        conn.execute(
+            "UPDATE platform.tenants SET status = 'active' WHERE tenant_id = %s",
+            (tenants["suspended"],),
+        )
+    resumed = requests(harness.tick())
+    assert [r.partition_key for r in resumed] == [f"{DAY}|{tenants['suspended']}"]
+
+
+def test_the_dagster_sensor_requests_runs_and_missing_partitions(
+    landing_dir, postgres, tenants, instance
+):
+    tenant = tenants["active"]
+    landed(landing_dir, tenant, mtime=time.time_ns() - 120_000_000_000)
+    resources = {"landing": LandingZoneResource(root=str(landing_dir)), "postgres": postgres}
+    context = build_sensor_context(instance=instance, resources=resources)
+    result = landing_file_sensor(context)
+    assert [r.partition_key for r in result.run_requests] == [f"{DAY}|{tenant}"]
+    assert result.run_requests[0].tags["tenant"] == tenant
+    # The tenant had no partition in this instance yet: the sensor asks for it too.
+    assert result.dynamic_partitions_requests[0].partition_keys == [tenant]
+
+    next_context = build_sensor_context(
+        instance=instance, resources=resources, cursor=result.cursor
+    )
+    assert isinstance(landing_file_sensor(next_context), SkipReason)
+
+
+def test_the_requested_run_loads_every_file_of_the_day_idempotently(
+    platform_env, landing_dir, postgres, tenants, instance
+):
+    from analytics_platform_tests.test_pipeline import run_pipeline
+
+    tenant = tenants["active"]
+    landed(landing_dir, tenant, name="morning.jsonl", events=("m1", "m2"))
+    landed(landing_dir, tenant, name="evening.jsonl", events=("n1", "n2", "n3"))
+    harness = Harness(landing_dir, postgres)
+    (request,) = requests(harness.tick())
+    instance.add_dynamic_partitions("tenants", [tenant])
+
+    def raw_rows():
+        with postgres.connect() as conn:
+            return conn.execute(
+                "SELECT _source, event_id FROM raw.file_events WHERE tenant_id = %s ORDER BY 1, 2",
+                (tenant,),
+            ).fetchall()
+
+    for _ in range(2):
+        assert run_pipeline(
+            instance, partition_key=request.partition_key, tags=request.tags
+        ).success
+        assert raw_rows() == [
+            (f"{tenant}/{DAY}/evening.jsonl", "n1"),
+            (f"{tenant}/{DAY}/evening.jsonl", "n2"),
+            (f"{tenant}/{DAY}/evening.jsonl", "n3"),
+            (f"{tenant}/{DAY}/morning.jsonl", "m1"),
+            (f"{tenant}/{DAY}/morning.jsonl", "m2"),
+        ]

@@ -9,9 +9,11 @@ from analytics_platform.assets.raw import raw_file_events
 from analytics_platform.assets.serving import serving_daily_metrics
 from analytics_platform.dbt_project import dbt_resource
 from analytics_platform.jobs import jobs
+from analytics_platform.resources.alerts import AlertWebhookResource
 from analytics_platform.resources.clickhouse import ClickHouseResource
 from analytics_platform.resources.landing import LandingZoneResource
 from analytics_platform.resources.postgres import PostgresResource
+from analytics_platform.sensors.alerts import run_failure_alert
 from analytics_platform.sensors.landing import landing_file_sensor
 from analytics_platform.sensors.tenant_registry import tenant_registry_sensor
 
@@ -25,9 +27,10 @@ def platform_resources() -> dict[str, object]:
         "clickhouse": ClickHouseResource(url=EnvVar("CLICKHOUSE_URL")),
         "landing": LandingZoneResource(root=EnvVar("LANDING_DIR")),
         "dbt": dbt_resource(),
+        "alerts": AlertWebhookResource(url=EnvVar("ALERT_WEBHOOK_URL")),
     }
 
 
-sensors = [tenant_registry_sensor, landing_file_sensor]
+sensors = [tenant_registry_sensor, landing_file_sensor, run_failure_alert]
 
 defs = Definitions(assets=assets, jobs=jobs, sensors=sensors, resources=platform_resources())

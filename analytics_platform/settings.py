@@ -10,6 +10,7 @@ installed or started by hand:
 | `CLICKHOUSE_URL`  | `chdb://<PLATFORM_HOME>/clickhouse` (in-process engine)    |
 | `LANDING_DIR`     | `./data/landing`                                          |
 | `PLATFORM_START_DATE` | `2026-01-01`: the first daily partition (UTC)         |
+| `ALERT_WEBHOOK_URL` | empty: failed runs are logged, not posted                 |
 
 The Dagster definitions read these through `dagster.EnvVar`; `stack.py` fills
 in the defaults before Dagster starts.
@@ -57,6 +58,7 @@ class PlatformSettings:
     clickhouse_url: str | None
     landing_dir: Path
     project_dir: Path
+    alert_webhook_url: str = ""
 
     @property
     def embedded_postgres_dir(self) -> Path:
@@ -81,6 +83,7 @@ def load_settings(environ: os._Environ[str] | dict[str, str] | None = None) -> P
         clickhouse_url=env.get("CLICKHOUSE_URL") or None,
         landing_dir=(cwd / env.get("LANDING_DIR", "data/landing")).resolve(),
         project_dir=(cwd / env.get("DAGSTER_HOME", ".")).resolve(),
+        alert_webhook_url=env.get("ALERT_WEBHOOK_URL", ""),
     )
 
 

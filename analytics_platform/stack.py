@@ -100,6 +100,7 @@ def platform_environment(settings: PlatformSettings) -> dict[str, str]:
         "LANDING_DIR": str(settings.landing_dir),
         "DAGSTER_HOME": str(settings.project_dir),
         "DAGSTER_ARTIFACTS_DIR": str(settings.dagster_artifacts_dir),
+        "ALERT_WEBHOOK_URL": settings.alert_webhook_url,
     }
 
 

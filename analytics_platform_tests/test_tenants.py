@@ -315,6 +315,7 @@ def test_tenant_b_cannot_touch_tenant_a(
             "marts.fct_daily_metrics",
             "platform.quarantine",
             "platform.schema_versions",
+            "platform.landing_files",
         ):
             count = conn.execute(
                 sql.SQL("SELECT count(*) FROM {} WHERE tenant_id = %s").format(

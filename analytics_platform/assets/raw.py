@@ -12,6 +12,7 @@ from dagster import (
     asset,
 )
 
+from analytics_platform.ingest.landing_log import file_versions, record_loaded_files
 from analytics_platform.ingest.load import load_tenant_day
 from analytics_platform.partitions import tenant_day, tenant_days
 from analytics_platform.resources.landing import LandingZoneResource
@@ -57,8 +58,12 @@ def raw_file_events(
 ) -> MaterializeResult:
     postgres.ensure_warehouse()
     slices = tenant_days(context.partition_keys)
+    reports = []
     with postgres.transaction() as conn:
-        reports = [load_tenant_day(postgres, conn, landing, s, context.run.run_id) for s in slices]
+        for slice_ in slices:
+            versions = file_versions(landing, landing.files_for(slice_))
+            reports.append(load_tenant_day(postgres, conn, landing, slice_, context.run.run_id))
+            record_loaded_files(conn, slice_, versions, context.run.run_id)
 
     reasons = sum((r.reasons for r in reports), Counter())
     for report in reports:

@@ -57,6 +57,20 @@ CREATE TABLE IF NOT EXISTS platform.quarantine (
 CREATE INDEX IF NOT EXISTS quarantine_slice_idx
     ON platform.quarantine (tenant_id, partition_date, layer);
 
+-- Which version of each landing file the raw layer last loaded: the landing sensor
+-- skips a file already loaded as it is now (size and mtime unchanged).
+CREATE TABLE IF NOT EXISTS platform.landing_files (
+    source         text PRIMARY KEY,
+    tenant_id      text NOT NULL,
+    partition_date date NOT NULL,
+    size_bytes     bigint NOT NULL,
+    mtime_ns       bigint NOT NULL,
+    run_id         text,
+    loaded_at      timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS landing_files_slice_idx
+    ON platform.landing_files (tenant_id, partition_date);
+
 CREATE TABLE IF NOT EXISTS raw.file_events (
     event_id        text NOT NULL,
     tenant_id       text NOT NULL,

@@ -24,10 +24,10 @@ from analytics_platform.tenants.registry import (
     transition,
 )
 
-# Warehouse layers whose tables carry tenant rows; every table there with a tenant_id
-# column is cleared on deprovisioning, so a new model cannot be forgotten.
-TENANT_SCHEMAS = ("raw", "staging", "marts")
-PLATFORM_TENANT_TABLES = ("platform.quarantine", "platform.schema_versions")
+# Every table in these schemas with a tenant_id column is cleared on deprovisioning, so a
+# new model or platform table cannot be forgotten; only the registry and audit stay.
+TENANT_SCHEMAS = ("raw", "staging", "marts", "platform")
+KEPT_TABLES = ("platform.tenants", "platform.tenant_audit")
 
 
 def provision_tenant(
@@ -145,7 +145,7 @@ def deprovision_tenant(
             "AND table_schema = ANY(%s) ORDER BY 1",
             (list(TENANT_SCHEMAS),),
         ).fetchall()
-        for table in [t for (t,) in tables] + list(PLATFORM_TENANT_TABLES):
+        for table in [t for (t,) in tables if t not in KEPT_TABLES]:
             cursor = conn.execute(
                 sql.SQL("DELETE FROM {} WHERE tenant_id = %s").format(
                     sql.Identifier(*table.split("."))

@@ -3,6 +3,9 @@
 from collections import Counter
 
 from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
     AssetExecutionContext,
     BackfillPolicy,
     MaterializeResult,
@@ -12,8 +15,9 @@ from dagster import (
     asset,
 )
 
+from analytics_platform.ingest.drift import record_new_fields
 from analytics_platform.ingest.landing_log import file_versions, record_loaded_files
-from analytics_platform.ingest.load import load_tenant_day
+from analytics_platform.ingest.load import RAW_FILE_EVENTS, load_tenant_day
 from analytics_platform.partitions import tenant_day, tenant_days
 from analytics_platform.resources.landing import LandingZoneResource
 from analytics_platform.resources.postgres import PostgresResource
@@ -35,6 +39,16 @@ RAW_SCHEMA = TableSchema(
 )
 
 
+NEW_FIELDS_CHECK = AssetCheckSpec(
+    name="no_new_fields",
+    asset="raw_file_events",
+    description=(
+        "Warns when a tenant sends a field outside the event contract for the first time "
+        "(the field is kept in properties; see platform.tenant_fields)."
+    ),
+)
+
+
 @asset(
     partitions_def=tenant_day,
     backfill_policy=BackfillPolicy.single_run(),
@@ -43,6 +57,7 @@ RAW_SCHEMA = TableSchema(
     owners=["team:data-platform"],
     tags={"layer": "raw"},
     metadata={"dagster/table_name": "raw.file_events", "dagster/column_schema": RAW_SCHEMA},
+    check_specs=[NEW_FIELDS_CHECK],
     description=(
         "Events from the tenant's landing files "
         "(LANDING_DIR/<tenant>/<YYYY-MM-DD>/*.jsonl|csv[.gz]), mapped to the event contract "
@@ -64,6 +79,7 @@ def raw_file_events(
             versions = file_versions(landing, landing.files_for(slice_))
             reports.append(load_tenant_day(postgres, conn, landing, slice_, context.run.run_id))
             record_loaded_files(conn, slice_, versions, context.run.run_id)
+        new_fields = record_new_fields(conn, RAW_FILE_EVENTS, slices)
 
     reasons = sum((r.reasons for r in reports), Counter())
     for report in reports:
@@ -84,5 +100,20 @@ def raw_file_events(
             "quarantine_reasons": MetadataValue.json(dict(sorted(reasons.items()))),
             "files": sum(len(r.files) for r in reports),
             "tenant_days": len(reports),
-        }
+            "new_fields": MetadataValue.json(new_fields),
+        },
+        check_results=[
+            AssetCheckResult(
+                check_name=NEW_FIELDS_CHECK.name,
+                passed=not new_fields,
+                severity=AssetCheckSeverity.WARN,
+                description=(
+                    "new fields outside the contract (kept in properties): "
+                    + "; ".join(f"{t}: {', '.join(f)}" for t, f in new_fields.items())
+                    if new_fields
+                    else "no field new to its tenant"
+                ),
+                metadata={"new_fields": MetadataValue.json(new_fields)},
+            )
+        ],
     )

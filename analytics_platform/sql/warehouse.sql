@@ -71,6 +71,17 @@ CREATE TABLE IF NOT EXISTS platform.landing_files (
 CREATE INDEX IF NOT EXISTS landing_files_slice_idx
     ON platform.landing_files (tenant_id, partition_date);
 
+-- Fields outside the event contract that each tenant has sent (kept in properties),
+-- with where each was first seen: schema drift is reported when a new one appears.
+CREATE TABLE IF NOT EXISTS platform.tenant_fields (
+    tenant_id         text NOT NULL,
+    field             text NOT NULL,
+    first_seen_date   date NOT NULL,
+    first_seen_source text NOT NULL,
+    first_seen_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, field)
+);
+
 CREATE TABLE IF NOT EXISTS raw.file_events (
     event_id        text NOT NULL,
     tenant_id       text NOT NULL,

@@ -1,0 +1,68 @@
+"""Schema drift: a field new to a tenant is kept in properties and reported once, as a warning."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from dagster import AssetCheckSeverity, AssetKey, AssetSelection
+
+from analytics_platform_tests.events import day_file, tracker_event, write_lines
+from analytics_platform_tests.test_pipeline import materialize_layer
+
+D1, D2 = dt.date(2026, 11, 8), dt.date(2026, 11, 9)
+RAW_ONLY = AssetSelection.assets(AssetKey("raw_file_events"))
+
+
+def drift_check(result):
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert evaluation.check_name == "no_new_fields"
+    return evaluation
+
+
+def test_new_fields_warn_once_per_tenant_and_stay_in_properties(
+    landing_dir, resources, instance, postgres, new_tenant
+):
+    tenant, other = new_tenant("drift"), new_tenant("drift")
+    instance.add_dynamic_partitions("tenants", [tenant, other])
+    write_lines(
+        day_file(landing_dir, tenant, D1),
+        [tracker_event("e1", "v1", f"{D1}T10:00:00Z", screen="1440x900")],
+    )
+    first = drift_check(materialize_layer(RAW_ONLY, tenant, D1, resources, instance))
+    assert not first.passed and first.severity == AssetCheckSeverity.WARN
+    assert first.metadata["new_fields"].value == {tenant: ["screen"]}
+
+    again = drift_check(materialize_layer(RAW_ONLY, tenant, D1, resources, instance))
+    assert again.passed  # known now, however often the day is rebuilt
+
+    write_lines(
+        day_file(landing_dir, tenant, D2),
+        [tracker_event("e2", "v1", f"{D2}T10:00:00Z", screen="390x844", locale="de-CH")],
+    )
+    later = drift_check(materialize_layer(RAW_ONLY, tenant, D2, resources, instance))
+    assert later.metadata["new_fields"].value == {tenant: ["locale"]}
+
+    # Another tenant sending `screen` for the first time is new for that tenant.
+    write_lines(
+        day_file(landing_dir, other, D1),
+        [tracker_event("e1", "w1", f"{D1}T10:00:00Z", screen="1x1")],
+    )
+    theirs = drift_check(materialize_layer(RAW_ONLY, other, D1, resources, instance))
+    assert theirs.metadata["new_fields"].value == {other: ["screen"]}
+
+    with postgres.connect() as conn:
+        kept = conn.execute(
+            "SELECT properties->>'locale' FROM raw.file_events WHERE tenant_id = %s "
+            "AND event_id = 'e2'",
+            (tenant,),
+        ).fetchone()
+        first_seen = conn.execute(
+            "SELECT field, first_seen_date, first_seen_source FROM platform.tenant_fields "
+            "WHERE tenant_id = %s ORDER BY field",
+            (tenant,),
+        ).fetchall()
+    assert kept == ("de-CH",)
+    assert first_seen == [
+        ("locale", D2, f"{tenant}/{D2}/events.jsonl"),
+        ("screen", D1, f"{tenant}/{D1}/events.jsonl"),
+    ]

@@ -13,6 +13,7 @@ from analytics_platform.resources.alerts import AlertWebhookResource
 from analytics_platform.resources.clickhouse import ClickHouseResource
 from analytics_platform.resources.landing import LandingZoneResource
 from analytics_platform.resources.postgres import PostgresResource
+from analytics_platform.retention import raw_retention, raw_retention_schedule
 from analytics_platform.sensors.alerts import run_failure_alert
 from analytics_platform.sensors.landing import landing_file_sensor
 from analytics_platform.sensors.tenant_registry import tenant_registry_sensor
@@ -33,4 +34,12 @@ def platform_resources() -> dict[str, object]:
 
 sensors = [tenant_registry_sensor, landing_file_sensor, run_failure_alert]
 
-defs = Definitions(assets=assets, jobs=jobs, sensors=sensors, resources=platform_resources())
+schedules = [raw_retention_schedule]
+
+defs = Definitions(
+    assets=assets,
+    jobs=[*jobs, raw_retention],
+    sensors=sensors,
+    schedules=schedules,
+    resources=platform_resources(),
+)

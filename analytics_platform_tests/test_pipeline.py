@@ -103,7 +103,11 @@ def test_each_layer_holds_what_the_input_file_implies(
     assert any('"screen": "1440x900"' in row[5] for row in snapshot["raw"])
 
     materialize_layer(
-        AssetSelection.assets("stg_events", "fct_daily_metrics"), tenant, DAY, resources, instance
+        AssetSelection.assets("stg_events", "fct_sessions", "fct_daily_metrics"),
+        tenant,
+        DAY,
+        resources,
+        instance,
     )
     snapshot = warehouse_snapshot(postgres, tenant, with_load_columns=False)
     assert len(snapshot["staging"]) == EXPECTED["staged_rows"]

@@ -2,30 +2,47 @@
   The tenant-day slice a run rebuilds, from the vars Dagster passes:
   tenants (list of ids) x [start_date, end_date]. With no vars, every row.
   Ids and dates are validated here too, so nothing unchecked reaches SQL.
+  days_before / days_after widen the date range (sessions read their
+  neighbouring days, and a day's build refreshes the sessions of the day before).
 #}
-{% macro tenant_day_filter(tenant_column='tenant_id', date_column='event_date') -%}
+{% macro slice_tenants() -%}
     {%- set tenants = var('tenants') -%}
-    {%- if tenants is none -%}
+    {%- if tenants is string or tenants | length == 0 -%}
+        {{ exceptions.raise_compiler_error("var 'tenants' must be a non-empty list of tenant ids") }}
+    {%- endif -%}
+    {%- for tenant in tenants -%}
+        {%- if not modules.re.fullmatch('[a-z][a-z0-9_]{1,39}', tenant | string) -%}
+            {{ exceptions.raise_compiler_error("invalid tenant id in var 'tenants': " ~ tenant) }}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(tenants) }}
+{%- endmacro %}
+
+{# Only the tenant part of the slice, for models that read a tenant's whole history. #}
+{% macro tenant_filter(tenant_column='tenant_id') -%}
+    {%- if var('tenants') is none -%}
         true
     {%- else -%}
-        {%- if tenants is string or tenants | length == 0 -%}
-            {{ exceptions.raise_compiler_error("var 'tenants' must be a non-empty list of tenant ids") }}
-        {%- endif -%}
-        {%- for tenant in tenants -%}
-            {%- if not modules.re.fullmatch('[a-z][a-z0-9_]{1,39}', tenant | string) -%}
-                {{ exceptions.raise_compiler_error("invalid tenant id in var 'tenants': " ~ tenant) }}
-            {%- endif -%}
-        {%- endfor -%}
-        {%- set start_date = modules.datetime.date.fromisoformat(var('start_date') | string) -%}
-        {%- set end_date = modules.datetime.date.fromisoformat(var('end_date') | string) -%}
-        {{ tenant_column }} in ({% for tenant in tenants %}'{{ tenant }}'{{ ", " if not loop.last }}{% endfor %})
+        {{ tenant_column }} in ({% for tenant in slice_tenants() %}'{{ tenant }}'{{ ", " if not loop.last }}{% endfor %})
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro tenant_day_filter(tenant_column='tenant_id', date_column='event_date', days_before=0, days_after=0) -%}
+    {%- if var('tenants') is none -%}
+        true
+    {%- else -%}
+        {%- set start_date = modules.datetime.date.fromisoformat(var('start_date') | string)
+            - modules.datetime.timedelta(days=days_before) -%}
+        {%- set end_date = modules.datetime.date.fromisoformat(var('end_date') | string)
+            + modules.datetime.timedelta(days=days_after) -%}
+        {{ tenant_filter(tenant_column) }}
         and {{ date_column }} between '{{ start_date }}'::date and '{{ end_date }}'::date
     {%- endif -%}
 {%- endmacro %}
 
 {# pre_hook of incremental models: clear the slice, in the same transaction as the insert. #}
-{% macro delete_tenant_day_slice(date_column='event_date') -%}
+{% macro delete_tenant_day_slice(date_column='event_date', days_before=0) -%}
     {%- if is_incremental() -%}
-        delete from {{ this }} where {{ tenant_day_filter('tenant_id', date_column) }}
+        delete from {{ this }} where {{ tenant_day_filter('tenant_id', date_column, days_before) }}
     {%- endif -%}
 {%- endmacro %}

@@ -1,45 +1,71 @@
+{#
+  Headline numbers per tenant-day. Rebuilt for [S-1, E] like fct_sessions,
+  because loading a day can change the sessions of the day before.
+#}
 {{
   config(
-    pre_hook="{{ delete_tenant_day_slice('event_date') }}",
+    pre_hook="{{ delete_tenant_day_slice('event_date', days_before=1) }}",
     indexes=[{'columns': ['tenant_id', 'event_date']}],
   )
 }}
 
 with events as (
-    select tenant_id, event_date, event_id, event_type, visitor_id, session_hint, occurred_at
+    select tenant_id, event_date, visitor_id, user_id, event_type, revenue
     from {{ ref('stg_events') }}
-    where {{ tenant_day_filter('tenant_id', 'event_date') }}
+    where {{ tenant_day_filter('tenant_id', 'event_date', days_before=1) }}
 ),
 
-ordered as (
-    select
-        *,
-        lag(occurred_at) over visitor_timeline as previous_at,
-        lag(session_hint) over visitor_timeline as previous_hint
-    from events
-    window visitor_timeline as (
-        partition by tenant_id, event_date, visitor_id order by occurred_at, event_id
-    )
+first_seen as (
+    -- A visitor is new on the first day they appear in the tenant's history.
+    select tenant_id, visitor_id, min(event_date) as first_day
+    from {{ ref('stg_events') }}
+    where {{ tenant_filter('tenant_id') }}
+        and (tenant_id, visitor_id) in (select tenant_id, visitor_id from events)
+    group by tenant_id, visitor_id
 ),
 
-session_starts as (
-    -- A session starts at a visitor's first event, when the client's session hint
-    -- changes, or after a gap longer than the timeout (a gap equal to it stays in).
+daily_events as (
     select
-        *,
-        previous_at is null
-        or session_hint is distinct from previous_hint
-        or occurred_at - previous_at
-            > make_interval(mins => {{ var('session_timeout_minutes') }}) as starts_session
-    from ordered
+        e.tenant_id,
+        e.event_date,
+        count(distinct e.visitor_id) as visitors,
+        count(distinct e.visitor_id) filter (where f.first_day = e.event_date) as new_visitors,
+        count(distinct e.user_id) as identified_users,
+        count(*) filter (where e.event_type = 'page_view') as page_views,
+        count(*) as events,
+        coalesce(sum(e.revenue) filter (where e.event_type = 'purchase'), 0) as revenue
+    from events as e
+    inner join first_seen as f using (tenant_id, visitor_id)
+    group by e.tenant_id, e.event_date
+),
+
+daily_sessions as (
+    select
+        tenant_id,
+        session_date as event_date,
+        count(*) as sessions,
+        count(*) filter (where is_bounce) as bounces,
+        avg(duration_seconds) as average_session_seconds,
+        count(*) filter (where converted) as conversions
+    from {{ ref('fct_sessions') }}
+    where {{ tenant_day_filter('tenant_id', 'session_date', days_before=1) }}
+    group by tenant_id, session_date
 )
 
 select
-    tenant_id,
-    event_date,
-    count(distinct visitor_id) as visitors,
-    count(*) filter (where starts_session) as sessions,
-    count(*) filter (where event_type = 'page_view') as page_views,
-    count(*) as events
-from session_starts
-group by tenant_id, event_date
+    d.tenant_id,
+    d.event_date,
+    d.visitors,
+    d.new_visitors,
+    d.visitors - d.new_visitors as returning_visitors,
+    d.identified_users,
+    coalesce(s.sessions, 0) as sessions,
+    d.page_views,
+    d.events,
+    round(coalesce(s.bounces::numeric / nullif(s.sessions, 0), 0), 4) as bounce_rate,
+    round(coalesce(s.average_session_seconds, 0), 1) as average_session_seconds,
+    coalesce(s.conversions, 0) as conversions,
+    round(coalesce(s.conversions::numeric / nullif(s.sessions, 0), 0), 4) as conversion_rate,
+    d.revenue
+from daily_events as d
+left join daily_sessions as s using (tenant_id, event_date)

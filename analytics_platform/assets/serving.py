@@ -59,7 +59,11 @@ def serving_daily_metrics(
     slices = tenant_days(context.partition_keys)
     by_tenant: dict[str, list[dt.date]] = {}
     for s in slices:
-        by_tenant.setdefault(s.tenant, []).append(s.date)
+        # Marts rebuild the neighbouring days too (sessions cross midnight): serve them too.
+        for shift in (-1, 0, 1):
+            day = s.date + dt.timedelta(days=shift)
+            if day not in by_tenant.setdefault(s.tenant, []):
+                by_tenant[s.tenant].append(day)
     rows = 0
     with clickhouse.session() as session:
         for tenant, dates in by_tenant.items():

@@ -2,8 +2,8 @@
   The tenant-day slice a run rebuilds, from the vars Dagster passes:
   tenants (list of ids) x [start_date, end_date]. With no vars, every row.
   Ids and dates are validated here too, so nothing unchecked reaches SQL.
-  days_before / days_after widen the date range (sessions read their
-  neighbouring days, and a day's build refreshes the sessions of the day before).
+  days_before / days_after widen the date range: a session may cross midnight,
+  so building a day refreshes the sessions of its neighbours too.
 #}
 {% macro slice_tenants() -%}
     {%- set tenants = var('tenants') -%}
@@ -41,8 +41,9 @@
 {%- endmacro %}
 
 {# pre_hook of incremental models: clear the slice, in the same transaction as the insert. #}
-{% macro delete_tenant_day_slice(date_column='event_date', days_before=0) -%}
+{% macro delete_tenant_day_slice(date_column='event_date', days_before=0, days_after=0) -%}
     {%- if is_incremental() -%}
-        delete from {{ this }} where {{ tenant_day_filter('tenant_id', date_column, days_before) }}
+        delete from {{ this }}
+        where {{ tenant_day_filter('tenant_id', date_column, days_before, days_after) }}
     {%- endif -%}
 {%- endmacro %}

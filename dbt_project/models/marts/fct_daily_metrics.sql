@@ -1,10 +1,10 @@
 {#
-  Headline numbers per tenant-day. Rebuilt for [S-1, E] like fct_sessions,
-  because loading a day can change the sessions of the day before.
+  Headline numbers per tenant-day. Rebuilt for [S-1, E+1] like fct_sessions,
+  because loading a day can change the sessions of the days around it.
 #}
 {{
   config(
-    pre_hook="{{ delete_tenant_day_slice('event_date', days_before=1) }}",
+    pre_hook="{{ delete_tenant_day_slice('event_date', days_before=1, days_after=1) }}",
     indexes=[{'columns': ['tenant_id', 'event_date']}],
   )
 }}
@@ -12,7 +12,7 @@
 with events as (
     select tenant_id, event_date, visitor_id, user_id, event_type, revenue
     from {{ ref('stg_events') }}
-    where {{ tenant_day_filter('tenant_id', 'event_date', days_before=1) }}
+    where {{ tenant_day_filter('tenant_id', 'event_date', days_before=1, days_after=1) }}
 ),
 
 first_seen as (
@@ -48,7 +48,7 @@ daily_sessions as (
         avg(duration_seconds) as average_session_seconds,
         count(*) filter (where converted) as conversions
     from {{ ref('fct_sessions') }}
-    where {{ tenant_day_filter('tenant_id', 'session_date', days_before=1) }}
+    where {{ tenant_day_filter('tenant_id', 'session_date', days_before=1, days_after=1) }}
     group by tenant_id, session_date
 )
 

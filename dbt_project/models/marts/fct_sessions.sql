@@ -1,13 +1,13 @@
 {#
   Sessions, owned by the day they start. A run for days [S, E] rebuilds the
-  sessions starting in [S-1, E] from the events of [S-2, E+1]: a session that
-  starts at 23:50 and goes on after midnight is whole whichever of its two days
-  is loaded first, and loading a day refreshes the day before. (Sessions are
+  sessions starting in [S-1, E+1] from the events of [S-2, E+2]: a session
+  from 23:50 to 00:20 is one session of its first day whichever of the two days
+  is loaded first, because loading either day rebuilds both. (Sessions are
   assumed to last under 24 hours.)
 #}
 {{
   config(
-    pre_hook="{{ delete_tenant_day_slice('session_date', days_before=1) }}",
+    pre_hook="{{ delete_tenant_day_slice('session_date', days_before=1, days_after=1) }}",
     indexes=[{'columns': ['tenant_id', 'session_date']}],
   )
 }}
@@ -15,7 +15,7 @@
 with events as (
     select *
     from {{ ref('stg_events') }}
-    where {{ tenant_day_filter('tenant_id', 'event_date', days_before=2, days_after=1) }}
+    where {{ tenant_day_filter('tenant_id', 'event_date', days_before=2, days_after=2) }}
 ),
 
 ordered as (
@@ -102,4 +102,4 @@ from sessions
 )
 
 select * from final
-where {{ tenant_day_filter('tenant_id', 'session_date', days_before=1) }}
+where {{ tenant_day_filter('tenant_id', 'session_date', days_before=1, days_after=1) }}

@@ -1,0 +1,204 @@
+"""dbt marts on the hard cases, with expected values worked out by hand in each test."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from dagster import AssetSelection
+
+from analytics_platform_tests.events import day_file, tracker_event, write_lines
+from analytics_platform_tests.test_pipeline import materialize_layer
+
+D = dt.date(2026, 11, 10)
+NEXT = D + dt.timedelta(days=1)
+MODELS = AssetSelection.assets("raw_file_events", "stg_events", "fct_sessions", "fct_daily_metrics")
+
+
+def at(day: dt.date, clock: str) -> str:
+    return f"{day}T{clock}Z"
+
+
+def build(tenant, day, resources, instance):
+    result = materialize_layer(MODELS, tenant, day, resources, instance)
+    assert result.success
+
+
+def sessions(postgres, tenant):
+    with postgres.connect() as conn:
+        return conn.execute(
+            "SELECT session_date, visitor_id, (session_start AT TIME ZONE 'UTC')::time::text, "
+            "duration_seconds, "
+            "page_views, events, landing_path, exit_path, channel, is_bounce, converted, "
+            "revenue, user_id FROM marts.fct_sessions WHERE tenant_id = %s "
+            "ORDER BY session_start, visitor_id",
+            (tenant,),
+        ).fetchall()
+
+
+def daily(postgres, tenant):
+    with postgres.connect() as conn:
+        return conn.execute(
+            "SELECT event_date, visitors, new_visitors, returning_visitors, identified_users, "
+            "sessions, page_views, events, bounce_rate, average_session_seconds, conversions, "
+            "conversion_rate, revenue FROM marts.fct_daily_metrics WHERE tenant_id = %s "
+            "ORDER BY event_date",
+            (tenant,),
+        ).fetchall()
+
+
+def test_session_boundaries_attribution_and_daily_metrics(
+    landing_dir, resources, instance, postgres, new_tenant
+):
+    tenant = new_tenant("sess")
+    instance.add_dynamic_partitions("tenants", [tenant])
+    google_ad = {"attribution": {"utmParams": {"utm_source": "google", "utm_medium": "cpc"}}}
+    write_lines(
+        day_file(landing_dir, tenant, D),
+        [
+            # v1: a gap of exactly 30 minutes stays in the session; 30:01 starts a new one.
+            tracker_event("a1", "v1", at(D, "10:00:00"), path="/"),
+            tracker_event("a2", "v1", at(D, "10:30:00"), path="/docs"),
+            tracker_event("a3", "v1", at(D, "11:00:01"), path="/blog"),
+            # v2: a new client session hint one minute later starts a new session.
+            tracker_event(
+                "b1",
+                "v2",
+                at(D, "12:00:00"),
+                session="h1",
+                referrer="https://www.google.com/search",
+            ),
+            tracker_event(
+                "b2",
+                "v2",
+                at(D, "12:01:00"),
+                session="h2",
+                referrer="https://news.ycombinator.com/",
+            ),
+            # v3: lands from a Google ad, signs up, buys.
+            tracker_event("c1", "v3", at(D, "13:00:00"), path="/pricing", **google_ad),
+            tracker_event(
+                "c2", "v3", at(D, "13:05:00"), event_type="signup", path="/signup", userId="u3"
+            ),
+            tracker_event(
+                "c3",
+                "v3",
+                at(D, "13:06:00"),
+                event_type="purchase",
+                path="/checkout",
+                userId="u3",
+                revenue=49.5,
+                currency="EUR",
+            ),
+        ],
+    )
+    build(tenant, D, resources, instance)
+
+    assert sessions(postgres, tenant) == [
+        # date, visitor, start, seconds, pv, events, landing, exit, channel, bounce, conv, rev, user
+        (D, "v1", "10:00:00", 1800, 2, 2, "/", "/docs", "direct", False, False, 0, None),
+        (D, "v1", "11:00:01", 0, 1, 1, "/blog", "/blog", "direct", True, False, 0, None),
+        (D, "v2", "12:00:00", 0, 1, 1, "/", "/", "organic search", True, False, 0, None),
+        (D, "v2", "12:01:00", 0, 1, 1, "/", "/", "referral", True, False, 0, None),
+        (
+            D,
+            "v3",
+            "13:00:00",
+            360,
+            1,
+            3,
+            "/pricing",
+            "/pricing",
+            "paid search",
+            False,
+            True,
+            Decimal("49.5"),
+            "u3",
+        ),
+    ]
+    # 3 visitors, all new; 1 identified; 5 sessions, 3 of them bounces; durations
+    # 1800 + 0 + 0 + 0 + 360 = 2160 / 5 = 432 s; 1 conversion of 5 sessions.
+    assert daily(postgres, tenant) == [
+        (
+            D,
+            3,
+            3,
+            0,
+            1,
+            5,
+            6,
+            8,
+            Decimal("0.6000"),
+            Decimal("432.0"),
+            1,
+            Decimal("0.2000"),
+            Decimal("49.5"),
+        ),
+    ]
+
+
+def midnight_files(landing_dir, tenant):
+    """v1's visit runs from 23:50 to 00:20; v2 visits on the second day only."""
+    write_lines(
+        day_file(landing_dir, tenant, D),
+        [tracker_event("m1", "v1", at(D, "23:50:00"), session="s1")],
+    )
+    write_lines(
+        day_file(landing_dir, tenant, NEXT),
+        [
+            tracker_event("m2", "v1", at(NEXT, "00:10:00"), session="s1", path="/docs"),
+            tracker_event("m3", "v1", at(NEXT, "00:20:00"), session="s1", path="/pricing"),
+            tracker_event("m4", "v2", at(NEXT, "09:00:00"), session="s9"),
+        ],
+    )
+
+
+def test_a_session_across_midnight_belongs_to_its_first_day_in_any_load_order(
+    landing_dir, resources, instance, postgres, new_tenant
+):
+    in_order, backwards = new_tenant("mid"), new_tenant("mid")
+    instance.add_dynamic_partitions("tenants", [in_order, backwards])
+    for tenant in (in_order, backwards):
+        midnight_files(landing_dir, tenant)
+    build(in_order, D, resources, instance)
+    build(in_order, NEXT, resources, instance)
+    build(backwards, NEXT, resources, instance)
+    build(backwards, D, resources, instance)
+
+    expected_sessions = [
+        (D, "v1", "23:50:00", 1800, 3, 3, "/", "/pricing", "direct", False, False, 0, None),
+        (NEXT, "v2", "09:00:00", 0, 1, 1, "/", "/", "direct", True, False, 0, None),
+    ]
+    assert sessions(postgres, in_order) == expected_sessions
+    assert sessions(postgres, backwards) == expected_sessions
+    # The day owning the session counts it; page views stay on the day they happened.
+    assert daily(postgres, in_order) == daily(postgres, backwards)
+    by_day = {row[0]: row for row in daily(postgres, in_order)}
+    assert (by_day[D][5], by_day[D][6]) == (1, 1)  # sessions, page views
+    assert (by_day[NEXT][5], by_day[NEXT][6]) == (1, 3)
+    assert (by_day[NEXT][2], by_day[NEXT][3]) == (1, 1)  # v2 new, v1 returning
+
+
+def test_late_events_rebuild_their_day_and_leave_other_days_alone(
+    landing_dir, resources, instance, postgres, new_tenant
+):
+    tenant = new_tenant("late")
+    instance.add_dynamic_partitions("tenants", [tenant])
+    far = D + dt.timedelta(days=5)
+    for day in (D, far):
+        write_lines(
+            day_file(landing_dir, tenant, day),
+            [tracker_event(f"e-{day}", "v1", at(day, "10:00:00"))],
+        )
+        build(tenant, day, resources, instance)
+    far_before = [r for r in daily(postgres, tenant) if r[0] == far]
+
+    write_lines(
+        day_file(landing_dir, tenant, D, "late.jsonl"),
+        [tracker_event("late-1", "v2", at(D, "18:00:00"), event_type="signup")],
+    )
+    build(tenant, D, resources, instance)
+    rows = {r[0]: r for r in daily(postgres, tenant)}
+    assert (rows[D][1], rows[D][5], rows[D][7], rows[D][10]) == (2, 2, 2, 1)
+    assert [r for r in daily(postgres, tenant) if r[0] == far] == far_before
+    assert [s[1] for s in sessions(postgres, tenant) if s[0] == D] == ["v1", "v2"]

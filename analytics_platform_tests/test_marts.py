@@ -12,7 +12,14 @@ from analytics_platform_tests.test_pipeline import materialize_layer
 
 D = dt.date(2026, 11, 10)
 NEXT = D + dt.timedelta(days=1)
-MODELS = AssetSelection.assets("raw_file_events", "stg_events", "fct_sessions", "fct_daily_metrics")
+MODELS = AssetSelection.assets(
+    "raw_file_events",
+    "stg_events",
+    "fct_sessions",
+    "fct_daily_metrics",
+    "fct_channel_daily",
+    "dim_visitors",
+)
 
 
 def at(day: dt.date, clock: str) -> str:
@@ -45,6 +52,15 @@ def daily(postgres, tenant):
             "ORDER BY event_date",
             (tenant,),
         ).fetchall()
+
+
+def table_rows(postgres, table, tenant):
+    """All columns but the tenant, in a stable order."""
+    with postgres.connect() as conn:
+        rows = conn.execute(
+            f"SELECT to_jsonb(t) - 'tenant_id' FROM marts.{table} t WHERE tenant_id = %s", (tenant,)
+        ).fetchall()
+    return sorted(str(r[0]) for r in rows)
 
 
 def test_session_boundaries_attribution_and_daily_metrics(
@@ -136,6 +152,30 @@ def test_session_boundaries_attribution_and_daily_metrics(
         ),
     ]
 
+    with postgres.connect() as conn:
+        channels = conn.execute(
+            "SELECT channel, sessions, visitors, conversions, conversion_rate, revenue "
+            "FROM marts.fct_channel_daily WHERE tenant_id = %s ORDER BY channel",
+            (tenant,),
+        ).fetchall()
+        visitors = conn.execute(
+            "SELECT visitor_id, sessions, first_touch_channel, first_touch_utm_source, revenue, "
+            "latest_user_id, (first_seen_at AT TIME ZONE 'UTC')::time::text "
+            "FROM marts.dim_visitors WHERE tenant_id = %s ORDER BY visitor_id",
+            (tenant,),
+        ).fetchall()
+    assert channels == [
+        ("direct", 2, 1, 0, Decimal("0.0000"), 0),
+        ("organic search", 1, 1, 0, Decimal("0.0000"), 0),
+        ("paid search", 1, 1, 1, Decimal("1.0000"), Decimal("49.5")),
+        ("referral", 1, 1, 0, Decimal("0.0000"), 0),
+    ]
+    assert visitors == [
+        ("v1", 2, "direct", None, 0, None, "10:00:00"),
+        ("v2", 2, "organic search", None, 0, None, "12:00:00"),
+        ("v3", 1, "paid search", "google", Decimal("49.5"), "u3", "13:00:00"),
+    ]
+
 
 def midnight_files(landing_dir, tenant):
     """v1's visit runs from 23:50 to 00:20; v2 visits on the second day only."""
@@ -173,6 +213,12 @@ def test_a_session_across_midnight_belongs_to_its_first_day_in_any_load_order(
     assert sessions(postgres, backwards) == expected_sessions
     # The day owning the session counts it; page views stay on the day they happened.
     assert daily(postgres, in_order) == daily(postgres, backwards)
+    assert table_rows(postgres, "fct_channel_daily", in_order) == table_rows(
+        postgres, "fct_channel_daily", backwards
+    )
+    assert table_rows(postgres, "dim_visitors", in_order) == table_rows(
+        postgres, "dim_visitors", backwards
+    )
     by_day = {row[0]: row for row in daily(postgres, in_order)}
     assert (by_day[D][5], by_day[D][6]) == (1, 1)  # sessions, page views
     assert (by_day[NEXT][5], by_day[NEXT][6]) == (1, 3)

@@ -82,6 +82,9 @@ def _translator() -> PlatformDbtTranslator:
     backfill_policy=BackfillPolicy.single_run(),
     dagster_dbt_translator=_translator(),
     name="analytics_dbt_models",
+    # Runs for neighbouring days rebuild overlapping slices (sessions cross midnight):
+    # one dbt invocation at a time keeps concurrent runs from interleaving them.
+    pool="dbt",
 )
 def analytics_dbt_models(
     context: AssetExecutionContext,

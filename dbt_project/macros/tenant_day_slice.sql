@@ -47,3 +47,14 @@
         where {{ tenant_day_filter('tenant_id', date_column, days_before, days_after) }}
     {%- endif -%}
 {%- endmacro %}
+
+{# pre_hook of dim_visitors: drop the visitors the run recomputes. #}
+{% macro delete_touched_visitors() -%}
+    {%- if is_incremental() -%}
+        delete from {{ this }}
+        where (tenant_id, visitor_id) in (
+            select tenant_id, visitor_id from {{ ref('fct_sessions') }}
+            where {{ tenant_day_filter('tenant_id', 'session_date', days_before=1, days_after=1) }}
+        )
+    {%- endif -%}
+{%- endmacro %}

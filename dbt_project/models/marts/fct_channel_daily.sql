@@ -1,0 +1,20 @@
+{# Sessions, visitors, conversions and revenue per tenant-day and default channel. #}
+{{
+  config(
+    pre_hook="{{ delete_tenant_day_slice('event_date', days_before=1, days_after=1) }}",
+    indexes=[{'columns': ['tenant_id', 'event_date']}],
+  )
+}}
+
+select
+    tenant_id,
+    session_date as event_date,
+    channel,
+    count(*) as sessions,
+    count(distinct visitor_id) as visitors,
+    count(*) filter (where converted) as conversions,
+    round(count(*) filter (where converted)::numeric / count(*), 4) as conversion_rate,
+    sum(revenue) as revenue
+from {{ ref('fct_sessions') }}
+where {{ tenant_day_filter('tenant_id', 'session_date', days_before=1, days_after=1) }}
+group by tenant_id, session_date, channel

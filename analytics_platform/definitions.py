@@ -6,7 +6,7 @@ from dagster import Definitions, EnvVar
 
 from analytics_platform.assets.dbt import analytics_dbt_models
 from analytics_platform.assets.raw import raw_file_events
-from analytics_platform.assets.serving import serving_daily_metrics
+from analytics_platform.assets.serving import serving_assets
 from analytics_platform.dbt_project import dbt_resource
 from analytics_platform.jobs import jobs
 from analytics_platform.resources.alerts import AlertWebhookResource
@@ -18,7 +18,7 @@ from analytics_platform.sensors.alerts import run_failure_alert
 from analytics_platform.sensors.landing import landing_file_sensor
 from analytics_platform.sensors.tenant_registry import tenant_registry_sensor
 
-assets = [raw_file_events, analytics_dbt_models, serving_daily_metrics]
+assets = [raw_file_events, analytics_dbt_models, *serving_assets]
 
 
 def platform_resources() -> dict[str, object]:

@@ -29,6 +29,19 @@ def at(day: dt.date, clock: str) -> str:
 def build(tenant, day, resources, instance):
     result = materialize_layer(MODELS, tenant, day, resources, instance)
     assert result.success
+    return result
+
+
+def row_counts(result) -> dict[str, int]:
+    """`dagster/row_count` of each dbt model's materialization: its rows for the run's slice."""
+    counts = {}
+    for event in result.get_asset_materialization_events():
+        materialization = event.step_materialization_data.materialization
+        if event.step_key == "analytics_dbt_models":
+            counts[materialization.asset_key.to_user_string()] = materialization.metadata[
+                "dagster/row_count"
+            ].value
+    return counts
 
 
 def sessions(postgres, tenant):
@@ -64,7 +77,7 @@ def table_rows(postgres, table, tenant):
 
 
 def test_session_boundaries_attribution_and_daily_metrics(
-    landing_dir, resources, instance, postgres, new_tenant
+    landing_dir, resources, instance, postgres, clickhouse, new_tenant
 ):
     tenant = new_tenant("sess")
     instance.add_dynamic_partitions("tenants", [tenant])
@@ -108,7 +121,14 @@ def test_session_boundaries_attribution_and_daily_metrics(
             ),
         ],
     )
-    build(tenant, D, resources, instance)
+    built = build(tenant, D, resources, instance)
+    assert row_counts(built) == {
+        "stg_events": 8,
+        "fct_sessions": 5,
+        "fct_daily_metrics": 1,
+        "fct_channel_daily": 4,
+        "dim_visitors": 3,
+    }
 
     assert sessions(postgres, tenant) == [
         # date, visitor, start, seconds, pv, events, landing, exit, channel, bounce, conv, rev, user
@@ -174,6 +194,30 @@ def test_session_boundaries_attribution_and_daily_metrics(
         ("v1", 2, "direct", None, 0, None, "10:00:00"),
         ("v2", 2, "organic search", None, 0, None, "12:00:00"),
         ("v3", 1, "paid search", "google", Decimal("49.5"), "u3", "13:00:00"),
+    ]
+
+    # Served: ClickHouse holds the same sessions and channel rows as Postgres.
+    served = AssetSelection.assets("serving_sessions", "serving_channel_daily")
+    assert materialize_layer(served, tenant, D, resources, instance).success
+    with clickhouse.session() as session:
+        database = clickhouse.database_for(tenant)
+        ch_sessions = session.query_df(
+            f"SELECT visitor_id, toString(session_start) AS start, page_views, channel, "
+            f"is_bounce, revenue FROM `{database}`.fct_sessions ORDER BY session_start"
+        )
+        ch_channels = session.query_df(
+            f"SELECT channel, sessions, revenue FROM `{database}`.fct_channel_daily "
+            "ORDER BY channel"
+        )
+    assert [tuple(r) for r in ch_sessions.itertuples(index=False)] == [
+        ("v1", "2026-11-10 10:00:00.000", 2, "direct", False, 0.0),
+        ("v1", "2026-11-10 11:00:01.000", 1, "direct", True, 0.0),
+        ("v2", "2026-11-10 12:00:00.000", 1, "organic search", True, 0.0),
+        ("v2", "2026-11-10 12:01:00.000", 1, "referral", True, 0.0),
+        ("v3", "2026-11-10 13:00:00.000", 1, "paid search", False, 49.5),
+    ]
+    assert [tuple(r) for r in ch_channels.itertuples(index=False)] == [
+        (channel, sessions, float(revenue)) for channel, sessions, _, _, _, revenue in channels
     ]
 
 

@@ -9,7 +9,7 @@ from dagster import AssetKey, AssetSelection, DagsterInstance, materialize
 
 from analytics_platform.assets.dbt import analytics_dbt_models
 from analytics_platform.assets.raw import raw_file_events
-from analytics_platform.assets.serving import serving_daily_metrics
+from analytics_platform.assets.serving import serving_assets
 from analytics_platform.partitions import TenantDay, range_tags
 from analytics_platform.resources.clickhouse import ClickHouseResource
 from analytics_platform.resources.postgres import PostgresResource
@@ -22,7 +22,7 @@ from analytics_platform_tests.events import (
 )
 
 DAY = dt.date(2026, 11, 2)
-ALL_ASSETS = [raw_file_events, analytics_dbt_models, serving_daily_metrics]
+ALL_ASSETS = [raw_file_events, analytics_dbt_models, *serving_assets]
 
 
 def materialize_layer(

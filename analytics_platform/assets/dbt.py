@@ -4,16 +4,20 @@ import json
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from functools import cache
 from typing import Any
 
-from dagster import AssetExecutionContext, AssetKey, AssetSpec, BackfillPolicy, Config
+import psycopg
+from dagster import AssetExecutionContext, AssetKey, AssetSpec, BackfillPolicy, Config, Output
 from dagster_dbt import (
     DagsterDbtTranslator,
     DagsterDbtTranslatorSettings,
     DbtCliResource,
     dbt_assets,
 )
+from psycopg import sql
 
+from analytics_platform.automation import on_upstream_update
 from analytics_platform.dbt_project import dbt_project, manifest_path
 from analytics_platform.partitions import SliceWindow, slice_window, tenant_day, tenant_days
 from analytics_platform.resources.postgres import PostgresResource
@@ -39,6 +43,7 @@ class PlatformDbtTranslator(DagsterDbtTranslator):
             key=AssetKey(node["name"]),
             group_name=layer,
             owners=["team:analytics-engineering"],
+            automation_condition=on_upstream_update,
         ).merge_attributes(kinds={"postgres"}, tags={"layer": layer})
 
 
@@ -71,6 +76,55 @@ def _environment(overrides: Mapping[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
+DAY_COLUMNS = ("event_date", "session_date")
+
+
+@cache
+def model_relations() -> dict[str, tuple[str, str, str | None]]:
+    """Model name -> (schema, table, its day column or None), read from the manifest."""
+    manifest = json.loads(manifest_path().read_text())
+    relations = {}
+    for node in manifest["nodes"].values():
+        if node["resource_type"] == "model":
+            day = next((c for c in DAY_COLUMNS if c in node.get("columns", {})), None)
+            relations[node["name"]] = (node["schema"], node.get("alias") or node["name"], day)
+    return relations
+
+
+def slice_row_count(
+    conn: psycopg.Connection, relation: tuple[str, str, str | None], window: SliceWindow
+) -> int:
+    """Rows a model holds for the run's tenants (and days, when it has a day column)."""
+    schema, table, day = relation
+    query = sql.SQL("SELECT count(*) FROM {} WHERE tenant_id = ANY(%s)").format(
+        sql.Identifier(schema, table)
+    )
+    params: list[object] = [list(window.tenants)]
+    if day is not None:
+        query += sql.SQL(" AND {} BETWEEN %s AND %s").format(sql.Identifier(day))
+        params += [window.start_date, window.end_date]
+    return conn.execute(query, params).fetchone()[0]
+
+
+def with_slice_row_counts(
+    events: Iterator[Any], postgres: PostgresResource, window: SliceWindow
+) -> Iterator[Any]:
+    """dbt's events, each model's output carrying `dagster/row_count` for the run's slice.
+
+    (dagster-dbt's fetch_row_counts counts whole tables through the manifest's
+    relation names, which name the database the manifest was parsed against.)
+    """
+    relations = model_relations()
+    with postgres.connect(autocommit=True) as conn:
+        for event in events:
+            relation = relations.get(getattr(event, "output_name", None))
+            if isinstance(event, Output) and relation is not None:
+                event = event.with_metadata(
+                    {**event.metadata, "dagster/row_count": slice_row_count(conn, relation, window)}
+                )
+            yield event
+
+
 def _translator() -> PlatformDbtTranslator:
     return PlatformDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
@@ -96,4 +150,4 @@ def analytics_dbt_models(
     args = dbt_build_args(partitioned_dbt_vars(window), full_refresh=config.full_refresh)
     with _environment(postgres.libpq_env()):
         invocation = dbt.cli(args, context=context)
-    yield from invocation.stream()
+    yield from with_slice_row_counts(invocation.stream(), postgres, window)

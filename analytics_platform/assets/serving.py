@@ -1,81 +1,137 @@
-"""Serving layer: marts copied into each tenant's own ClickHouse database."""
+"""Serving layer: the day-partitioned marts copied into each tenant's own ClickHouse database.
+
+One asset per served mart, all built by `served_mart_asset`: read the tenant's
+days from Postgres, replace those day partitions in ClickHouse atomically. A
+run for days [S, E] serves [S-1, E+1], because the marts rebuild the
+neighbouring days too (sessions cross midnight).
+"""
 
 import datetime as dt
+from dataclasses import dataclass
 
 import pandas as pd
 from dagster import (
     AssetExecutionContext,
     AssetKey,
+    AssetsDefinition,
     BackfillPolicy,
     MaterializeResult,
     asset,
 )
 
+from analytics_platform.automation import on_upstream_update
 from analytics_platform.partitions import tenant_day, tenant_days
 from analytics_platform.resources.clickhouse import ClickHouseResource
 from analytics_platform.resources.postgres import PostgresResource
 from analytics_platform.tenants.migrations import migrate_tenant
 
-DAILY_METRICS_COLUMNS = ("tenant_id", "event_date", "visitors", "sessions", "page_views", "events")
 
+@dataclass(frozen=True)
+class ServedMart:
+    """A mart `marts.<table>` served as `<tenant database>.<table>`."""
 
-def read_daily_metrics(
-    postgres: PostgresResource, tenant: str, dates: list[dt.date]
-) -> pd.DataFrame:
-    with postgres.connect() as conn, conn.cursor() as cur:
-        cur.execute(
-            f"SELECT {', '.join(DAILY_METRICS_COLUMNS)} FROM marts.fct_daily_metrics "
-            "WHERE tenant_id = %s AND event_date = ANY(%s) ORDER BY event_date",
-            (tenant, dates),
-        )
-        frame = pd.DataFrame(cur.fetchall(), columns=list(DAILY_METRICS_COLUMNS))
-    for column in ("visitors", "sessions", "page_views", "events"):
-        frame[column] = frame[column].astype("uint64")
-    frame["event_date"] = pd.to_datetime(frame["event_date"])
-    frame["_loaded_at"] = pd.Timestamp.now(tz="UTC")
-    return frame
+    table: str
+    date_column: str
+    select: str  # the columns, cast to what the ClickHouse table expects
+    asset_name: str
 
-
-@asset(
-    key=AssetKey("serving_daily_metrics"),
-    deps=[AssetKey("fct_daily_metrics")],
-    partitions_def=tenant_day,
-    backfill_policy=BackfillPolicy.single_run(),
-    group_name="serving",
-    kinds={"clickhouse"},
-    owners=["team:data-platform"],
-    tags={"layer": "serving"},
-    pool="clickhouse",
-    description=(
-        "fct_daily_metrics in the tenant's own ClickHouse database "
-        "(<prefix><tenant>.fct_daily_metrics), each day's partition replaced atomically."
-    ),
-)
-def serving_daily_metrics(
-    context: AssetExecutionContext,
-    postgres: PostgresResource,
-    clickhouse: ClickHouseResource,
-) -> MaterializeResult:
-    slices = tenant_days(context.partition_keys)
-    by_tenant: dict[str, list[dt.date]] = {}
-    for s in slices:
-        # Marts rebuild the neighbouring days too (sessions cross midnight): serve them too.
-        for shift in (-1, 0, 1):
-            day = s.date + dt.timedelta(days=shift)
-            if day not in by_tenant.setdefault(s.tenant, []):
-                by_tenant[s.tenant].append(day)
-    rows = 0
-    with clickhouse.session() as session:
-        for tenant, dates in by_tenant.items():
-            migrate_tenant(postgres, clickhouse, session, tenant)
-            frame = read_daily_metrics(postgres, tenant, dates)
-            rows += clickhouse.replace_partitions(
-                session, tenant, "fct_daily_metrics", frame, dates
+    def read(self, postgres: PostgresResource, tenant: str, dates: list[dt.date]) -> pd.DataFrame:
+        with postgres.connect() as conn, conn.cursor() as cur:
+            cur.execute(
+                f"SELECT {self.select} FROM marts.{self.table} "
+                f"WHERE tenant_id = %s AND {self.date_column} = ANY(%s)",
+                (tenant, dates),
             )
-    return MaterializeResult(
-        metadata={
-            "dagster/row_count": rows,
-            "databases": sorted(clickhouse.database_for(t) for t in by_tenant),
-            "backend": "chdb (embedded)" if clickhouse.is_embedded else "clickhouse server",
-        }
+            names = [column.name for column in cur.description]
+            frame = pd.DataFrame(cur.fetchall(), columns=names)
+        frame[self.date_column] = pd.to_datetime(frame[self.date_column])
+        frame["_loaded_at"] = pd.Timestamp.now(tz="UTC")
+        return frame
+
+
+SERVED_MARTS = [
+    ServedMart(
+        table="fct_daily_metrics",
+        date_column="event_date",
+        select=(
+            "tenant_id, event_date, visitors, new_visitors, returning_visitors, "
+            "identified_users, sessions, page_views, events, bounce_rate::float8 AS bounce_rate, "
+            "average_session_seconds::float8 AS average_session_seconds, conversions, "
+            "conversion_rate::float8 AS conversion_rate, revenue::float8 AS revenue"
+        ),
+        asset_name="serving_daily_metrics",
+    ),
+    ServedMart(
+        table="fct_sessions",
+        date_column="session_date",
+        select=(
+            "tenant_id, session_id, session_date, visitor_id, user_id, session_start, "
+            "session_end, duration_seconds, page_views, events, landing_path, exit_path, "
+            "referrer, utm_source, utm_medium, utm_campaign, channel, is_bounce, converted, "
+            "revenue::float8 AS revenue"
+        ),
+        asset_name="serving_sessions",
+    ),
+    ServedMart(
+        table="fct_channel_daily",
+        date_column="event_date",
+        select=(
+            "tenant_id, event_date, channel, sessions, visitors, conversions, "
+            "conversion_rate::float8 AS conversion_rate, revenue::float8 AS revenue"
+        ),
+        asset_name="serving_channel_daily",
+    ),
+]
+
+
+def served_days(days: list[dt.date]) -> list[dt.date]:
+    """The run's days and their neighbours, which the marts rebuilt too."""
+    return sorted({d + dt.timedelta(days=shift) for d in days for shift in (-1, 0, 1)})
+
+
+def served_mart_asset(mart: ServedMart) -> AssetsDefinition:
+    @asset(
+        key=AssetKey(mart.asset_name),
+        deps=[AssetKey(mart.table)],
+        partitions_def=tenant_day,
+        backfill_policy=BackfillPolicy.single_run(),
+        group_name="serving",
+        kinds={"clickhouse"},
+        owners=["team:data-platform"],
+        tags={"layer": "serving"},
+        pool="clickhouse",
+        automation_condition=on_upstream_update,
+        description=(
+            f"marts.{mart.table} in the tenant's own ClickHouse database "
+            f"(tenant_<id>.{mart.table}), each day's partition replaced atomically."
+        ),
     )
+    def serve(
+        context: AssetExecutionContext,
+        postgres: PostgresResource,
+        clickhouse: ClickHouseResource,
+    ) -> MaterializeResult:
+        by_tenant: dict[str, list[dt.date]] = {}
+        for s in tenant_days(context.partition_keys):
+            by_tenant.setdefault(s.tenant, []).append(s.date)
+        rows = 0
+        with clickhouse.session() as session:
+            for tenant, days in sorted(by_tenant.items()):
+                migrate_tenant(postgres, clickhouse, session, tenant)
+                dates = served_days(days)
+                frame = mart.read(postgres, tenant, dates)
+                rows += clickhouse.replace_partitions(
+                    session, tenant, mart.table, frame, dates, date_column=mart.date_column
+                )
+        return MaterializeResult(
+            metadata={
+                "dagster/row_count": rows,
+                "databases": sorted(clickhouse.database_for(t) for t in by_tenant),
+                "backend": "chdb (embedded)" if clickhouse.is_embedded else "clickhouse server",
+            }
+        )
+
+    return serve
+
+
+serving_assets = [served_mart_asset(mart) for mart in SERVED_MARTS]

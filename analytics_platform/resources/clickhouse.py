@@ -141,10 +141,12 @@ class ClickHouseResource(ConfigurableResource):
         table: str,
         frame: pd.DataFrame,
         dates: Sequence[dt.date],
+        *,
+        date_column: str = "event_date",
     ) -> int:
         """Make `table`'s `dates` partitions hold exactly `frame`, each swapped atomically.
 
-        Serving tables are `PARTITION BY event_date`; the rows are loaded into a
+        Serving tables are `PARTITION BY <date_column>`; the rows are loaded into a
         scratch copy and moved with REPLACE PARTITION (a day with no rows is
         dropped), so readers never see a half-loaded day and running it twice
         changes nothing.
@@ -158,7 +160,7 @@ class ClickHouseResource(ConfigurableResource):
             if len(frame):
                 session.insert_df(database, scratch_name, frame)
             days_with_rows = (
-                set(pd.to_datetime(frame["event_date"]).dt.date) if len(frame) else set()
+                set(pd.to_datetime(frame[date_column]).dt.date) if len(frame) else set()
             )
             for day in sorted(set(dates)):
                 partition = f"PARTITION ID '{day:%Y%m%d}'"

@@ -52,6 +52,22 @@ def timed(label: str, action) -> float:
     return seconds
 
 
+def step_seconds(instance, run_id: str) -> dict[str, float]:
+    """Wall time of each step of a run, from its event log."""
+    from dagster import DagsterEventType
+
+    started, seconds = {}, {}
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None or event.step_key is None:
+            continue
+        if event.event_type == DagsterEventType.STEP_START:
+            started[event.step_key] = entry.timestamp
+        elif event.event_type == DagsterEventType.STEP_SUCCESS:
+            seconds[event.step_key] = round(entry.timestamp - started[event.step_key], 2)
+    return seconds
+
+
 def write_report(results: dict) -> None:
     r = results
     section = "\n".join(
@@ -73,6 +89,10 @@ def write_report(results: dict) -> None:
             f"Single-run backfill / one tenant-day = **{r['ratio_single_to_one']:.2f}x** "
             f"(target < 5x: {'met' if r['ratio_single_to_one'] < 5 else 'NOT met'}); "
             f"per-partition runs / single run = {r['ratio_per_partition_to_single']:.1f}x.",
+            "",
+            "Steps of the single run (seconds): "
+            + ", ".join(f"{step} {sec}" for step, sec in r["single_run_steps_s"].items())
+            + ".",
             MARK_END,
         ]
     )
@@ -94,6 +114,9 @@ def main() -> None:
     parser.add_argument("--events-per-day", type=int, default=1000)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--tenants", type=int, default=3)
+    parser.add_argument(
+        "--skip-per-partition", action="store_true", help="Skip the slow per-partition runs."
+    )
     args = parser.parse_args()
 
     shutil.rmtree(WORK, ignore_errors=True)
@@ -150,14 +173,21 @@ def run(args) -> dict:
 
         one(f"{days[0]}|one_day")  # warm-up: imports, first dbt parse, ClickHouse tables
         one_day = timed("one tenant-day", lambda: one(f"{days[1]}|one_day"))
-        single_run = timed(
-            f"single run, {len(single)} x {len(days)}",
-            lambda: job.execute_in_process(
-                instance=instance, tags=range_tags(single, days), run_config=quiet
-            ),
-        )
+        runs = []
+
+        def single_run_now():
+            runs.append(
+                job.execute_in_process(
+                    instance=instance, tags=range_tags(single, days), run_config=quiet
+                )
+            )
+            return runs[-1]
+
+        single_run = timed(f"single run, {len(single)} x {len(days)}", single_run_now)
+        single_steps = step_seconds(instance, runs[-1].run_id)
+        print(f"single run steps: {single_steps}", flush=True)
         began = time.perf_counter()
-        for tenant in separate:
+        for tenant in [] if args.skip_per_partition else separate:
             for day in days:
                 assert one(f"{day}|{tenant}").success
         per_partition = time.perf_counter() - began
@@ -176,6 +206,7 @@ def run(args) -> dict:
         "per_partition_s": round(per_partition, 2),
         "ratio_single_to_one": round(single_run / one_day, 2),
         "ratio_per_partition_to_single": round(per_partition / single_run, 2),
+        "single_run_steps_s": single_steps,
     }
 
 

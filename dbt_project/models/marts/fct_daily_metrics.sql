@@ -17,11 +17,12 @@ with events as (
 
 first_seen as (
     -- A visitor is new on the first day they appear in the tenant's history.
-    select tenant_id, visitor_id, min(event_date) as first_day
-    from {{ ref('stg_events') }}
-    where {{ tenant_filter('tenant_id') }}
-        and (tenant_id, visitor_id) in (select tenant_id, visitor_id from events)
-    group by tenant_id, visitor_id
+    select history.tenant_id, history.visitor_id, min(history.event_date) as first_day
+    from {{ ref('stg_events') }} as history
+    inner join (select distinct tenant_id, visitor_id from events) as seen
+        using (tenant_id, visitor_id)
+    where {{ tenant_filter('history.tenant_id') }}
+    group by history.tenant_id, history.visitor_id
 ),
 
 daily_events as (

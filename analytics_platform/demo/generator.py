@@ -24,33 +24,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from analytics_platform.ingest.contract import Reason
+from analytics_platform.ingest.contract import CONTRACT_COLUMNS, Reason
 
 FILE_STEM = "demo-events"
 FORMATS = ("jsonl", "jsonl.gz", "csv.gz", "csv")
-CSV_HEADER = (
-    "event_id",
-    "tenant_id",
-    "event_type",
-    "event_name",
-    "occurred_at",
-    "visitor_id",
-    "user_id",
-    "session_id",
-    "url",
-    "path",
-    "referrer",
-    "utm_source",
-    "utm_medium",
-    "utm_campaign",
-    "utm_term",
-    "utm_content",
-    "experiment_id",
-    "variant",
-    "revenue",
-    "currency",
-    "properties",
-)
+# The exporter's CSV: the contract's columns in snake_case, the session hint as session_id.
+CSV_HEADER = tuple("session_id" if c == "session_hint" else c for c in CONTRACT_COLUMNS)
 JSON_DEFECTS = (
     Reason.INVALID_JSON,
     Reason.MISSING_FIELD,

@@ -30,6 +30,30 @@ TENANT_SCHEMAS = ("raw", "staging", "marts", "platform")
 KEPT_TABLES = ("platform.tenants", "platform.tenant_audit")
 
 
+def _migrate_and_activate(
+    postgres: PostgresResource,
+    clickhouse: ClickHouseResource,
+    instance: DagsterInstance,
+    tenant_id: str,
+    allowed_from: tuple[str, ...],
+    actor: str,
+) -> MigrationReport:
+    """Bring the tenant's ClickHouse database up to date, then (only then) mark it active."""
+    with clickhouse.session() as session:
+        report = migrate_tenant(postgres, clickhouse, session, tenant_id)
+    with postgres.transaction() as conn:
+        transition(
+            conn,
+            tenant_id,
+            "active",
+            allowed_from=allowed_from,
+            actor=actor,
+            detail={"database": report.database, "migrations_applied": report.applied},
+        )
+    apply_partition_sync(instance, partition_sync(postgres, instance))
+    return report
+
+
 def provision_tenant(
     postgres: PostgresResource,
     clickhouse: ClickHouseResource,
@@ -48,19 +72,9 @@ def provision_tenant(
             f"tenant {tenant_id!r} is {tenant.status}: only pending or active tenants are "
             "provisioned (resume a suspended tenant; register a deprovisioned one again)"
         )
-    with clickhouse.session() as session:
-        report = migrate_tenant(postgres, clickhouse, session, tenant_id)
-    with postgres.transaction() as conn:
-        transition(
-            conn,
-            tenant_id,
-            "active",
-            allowed_from=("pending", "active"),
-            actor=actor,
-            detail={"database": report.database, "migrations_applied": report.applied},
-        )
-    apply_partition_sync(instance, partition_sync(postgres, instance))
-    return report
+    return _migrate_and_activate(
+        postgres, clickhouse, instance, tenant_id, ("pending", "active"), actor
+    )
 
 
 def suspend_tenant(
@@ -85,19 +99,7 @@ def resume_tenant(
     tenant = get_tenant(postgres, tenant_id)
     if tenant.status != "suspended":
         raise TenantStateError(f"tenant {tenant_id!r} is {tenant.status}, not suspended")
-    with clickhouse.session() as session:
-        report = migrate_tenant(postgres, clickhouse, session, tenant_id)
-    with postgres.transaction() as conn:
-        transition(
-            conn,
-            tenant_id,
-            "active",
-            allowed_from=("suspended",),
-            actor=actor,
-            detail={"migrations_applied": report.applied},
-        )
-    apply_partition_sync(instance, partition_sync(postgres, instance))
-    return report
+    return _migrate_and_activate(postgres, clickhouse, instance, tenant_id, ("suspended",), actor)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dagster import Definitions, EnvVar
 
+from analytics_platform.assets.api import raw_api_events
 from analytics_platform.assets.dbt import analytics_dbt_models
 from analytics_platform.assets.raw import raw_file_events
 from analytics_platform.assets.serving import serving_assets
@@ -11,14 +12,16 @@ from analytics_platform.dbt_project import dbt_resource
 from analytics_platform.jobs import jobs
 from analytics_platform.resources.alerts import AlertWebhookResource
 from analytics_platform.resources.clickhouse import ClickHouseResource
+from analytics_platform.resources.event_api import EventApiResource
 from analytics_platform.resources.landing import LandingZoneResource
 from analytics_platform.resources.postgres import PostgresResource
 from analytics_platform.retention import raw_retention, raw_retention_schedule
+from analytics_platform.schedules import schedules as api_schedules
 from analytics_platform.sensors.alerts import run_failure_alert
 from analytics_platform.sensors.landing import landing_file_sensor
 from analytics_platform.sensors.tenant_registry import tenant_registry_sensor
 
-assets = [raw_file_events, analytics_dbt_models, *serving_assets]
+assets = [raw_file_events, raw_api_events, analytics_dbt_models, *serving_assets]
 
 
 def platform_resources() -> dict[str, object]:
@@ -29,12 +32,13 @@ def platform_resources() -> dict[str, object]:
         "landing": LandingZoneResource(root=EnvVar("LANDING_DIR")),
         "dbt": dbt_resource(),
         "alerts": AlertWebhookResource(url=EnvVar("ALERT_WEBHOOK_URL")),
+        "event_api": EventApiResource(),
     }
 
 
 sensors = [tenant_registry_sensor, landing_file_sensor, run_failure_alert]
 
-schedules = [raw_retention_schedule]
+schedules = [raw_retention_schedule, *api_schedules]
 
 defs = Definitions(
     assets=assets,

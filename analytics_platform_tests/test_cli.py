@@ -202,7 +202,7 @@ def test_dev_serves_the_ui_with_the_lineage_on_the_shared_storage(cli_env, new_t
             node["assetKey"]["path"][-1]: {dep["path"][-1] for dep in node["dependencyKeys"]}
             for node in nodes["assetNodes"]
         }
-        assert parents["stg_events"] == {"raw_file_events"}
+        assert parents["stg_events"] == {"raw_file_events", "raw_api_events"}
         assert parents["serving_daily_metrics"] == {"fct_daily_metrics"}
         # The UI reads the same instance the CLI wrote: the tenant's partition is there.
         keys = graphql(

@@ -292,3 +292,32 @@ def test_late_events_rebuild_their_day_and_leave_other_days_alone(
     assert (rows[D][1], rows[D][5], rows[D][7], rows[D][10]) == (2, 2, 2, 1)
     assert [r for r in daily(postgres, tenant) if r[0] == far] == far_before
     assert [s[1] for s in sessions(postgres, tenant) if s[0] == D] == ["v1", "v2"]
+
+
+def test_an_event_delivered_again_the_next_day_is_staged_once(
+    landing_dir, resources, instance, postgres, new_tenant
+):
+    from analytics_platform.resources.landing import LandingZoneResource
+
+    tenant = new_tenant("dup")
+    instance.add_dynamic_partitions("tenants", [tenant])
+    # The tracker retried after midnight; 10 minutes of tolerance let the copy load too.
+    tolerant = {
+        **resources,
+        "landing": LandingZoneResource(root=str(landing_dir), timestamp_tolerance_minutes=10),
+    }
+    retried = tracker_event("dup-1", "v1", at(D, "23:59:58"))
+    write_lines(day_file(landing_dir, tenant, D), [retried])
+    write_lines(
+        day_file(landing_dir, tenant, NEXT),
+        [retried, tracker_event("n-1", "v1", at(NEXT, "08:00:00"))],
+    )
+    build(tenant, D, tolerant, instance)
+    build(tenant, NEXT, tolerant, instance)
+    with postgres.connect() as conn:
+        staged = conn.execute(
+            "SELECT event_id, event_date FROM staging.stg_events WHERE tenant_id = %s "
+            "ORDER BY event_date, event_id",
+            (tenant,),
+        ).fetchall()
+    assert staged == [("dup-1", D), ("n-1", NEXT)]

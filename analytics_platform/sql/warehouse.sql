@@ -111,3 +111,26 @@ CREATE TABLE IF NOT EXISTS raw.file_events (
     _run_id         text
 );
 CREATE INDEX IF NOT EXISTS file_events_slice_idx ON raw.file_events (tenant_id, _partition_date);
+
+-- Events from the tenants' HTTP export APIs (raw_api_events): the same columns as
+-- raw.file_events; _source is the page URL and _source_line the event's position in it.
+-- LIKE keeps the two raw tables' columns from ever drifting apart.
+CREATE TABLE IF NOT EXISTS raw.api_events (LIKE raw.file_events INCLUDING DEFAULTS);
+CREATE INDEX IF NOT EXISTS api_events_slice_idx ON raw.api_events (tenant_id, _partition_date);
+
+-- How far raw_api_events has read each tenant-day's export: the next run resumes from
+-- resume_cursor (NULL: it reloads the whole day). Written in the load's transaction.
+CREATE TABLE IF NOT EXISTS platform.api_watermarks (
+    tenant_id      text NOT NULL,
+    partition_date date NOT NULL,
+    resume_cursor  text,
+    last_event_at  timestamptz,                -- latest occurred_at loaded for the day
+    complete       boolean NOT NULL,           -- false: a malformed page stopped the last run
+    pages          integer NOT NULL,           -- pages the last run read
+    -- Rows the day holds in raw.api_events; if they differ (retention, deprovisioning),
+    -- the next run reloads the whole day instead of resuming.
+    rows_loaded    bigint NOT NULL,
+    run_id         text,
+    updated_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, partition_date)
+);

@@ -1,14 +1,29 @@
 {{
   config(
     pre_hook="{{ delete_tenant_day_slice('event_date') }}",
-    indexes=[{'columns': ['tenant_id', 'event_date']}],
+    indexes=[
+      {'columns': ['tenant_id', 'event_date']},
+      {'columns': ['tenant_id', 'event_id']},
+    ],
   )
 }}
 
+{#- Both raw tables carry the contract columns; naming them keeps the union
+    independent of column order. #}
+{%- set raw_columns = [
+    'event_id', 'tenant_id', 'event_type', 'event_name', 'occurred_at', 'visitor_id',
+    'user_id', 'session_hint', 'url', 'path', 'referrer', 'utm_source', 'utm_medium',
+    'utm_campaign', 'utm_term', 'utm_content', 'experiment_id', 'variant', 'revenue',
+    'currency', 'properties', '_partition_date', '_source', '_source_line', '_ingested_at',
+] %}
+
 with slice as (
-    select *
-    from {{ source('raw', 'file_events') }}
+    {% for raw_table in ['file_events', 'api_events'] -%}
+    select {{ raw_columns | join(', ') }}
+    from {{ source('raw', raw_table) }}
     where {{ tenant_day_filter('tenant_id', '_partition_date') }}
+    {% if not loop.last %}union all{% endif %}
+    {% endfor %}
 ),
 
 ranked as (
@@ -50,3 +65,12 @@ select
     _ingested_at as ingested_at
 from ranked
 where delivery_rank = 1
+{% if is_incremental() %}
+    -- Delivered again on a later day: the earlier day keeps it (index on tenant_id, event_id).
+    and not exists (
+        select 1 from {{ this }} as earlier
+        where earlier.tenant_id = ranked.tenant_id
+            and earlier.event_id = ranked.event_id
+            and earlier.event_date < ranked._partition_date
+    )
+{% endif %}

@@ -20,6 +20,8 @@ DOWNSTREAM = [
     "serving_daily_metrics",
     "serving_sessions",
     "serving_channel_daily",
+    "fct_funnel_daily",
+    "serving_funnel_daily",
 ]
 
 

@@ -18,6 +18,7 @@ MODELS = AssetSelection.assets(
     "fct_sessions",
     "fct_daily_metrics",
     "fct_channel_daily",
+    "fct_funnel_daily",
     "dim_visitors",
 )
 
@@ -127,6 +128,7 @@ def test_session_boundaries_attribution_and_daily_metrics(
         "fct_sessions": 5,
         "fct_daily_metrics": 1,
         "fct_channel_daily": 4,
+        "fct_funnel_daily": 3,
         "dim_visitors": 3,
     }
 
@@ -197,7 +199,9 @@ def test_session_boundaries_attribution_and_daily_metrics(
     ]
 
     # Served: ClickHouse holds the same sessions and channel rows as Postgres.
-    served = AssetSelection.assets("serving_sessions", "serving_channel_daily")
+    served = AssetSelection.assets(
+        "serving_sessions", "serving_channel_daily", "serving_funnel_daily"
+    )
     assert materialize_layer(served, tenant, D, resources, instance).success
     with clickhouse.session() as session:
         database = clickhouse.database_for(tenant)
@@ -218,6 +222,17 @@ def test_session_boundaries_attribution_and_daily_metrics(
     ]
     assert [tuple(r) for r in ch_channels.itertuples(index=False)] == [
         (channel, sessions, float(revenue)) for channel, sessions, _, _, _, revenue in channels
+    ]
+    with clickhouse.session() as session:
+        ch_funnel = session.query_df(
+            f"SELECT step_name, sessions, visitors FROM `{clickhouse.database_for(tenant)}`"
+            ".fct_funnel_daily ORDER BY step_number"
+        )
+    # page_view -> signup -> purchase: 5 sessions / 3 visitors, then only v3's session.
+    assert [tuple(r) for r in ch_funnel.itertuples(index=False)] == [
+        ("page_view", 5, 3),
+        ("signup", 1, 1),
+        ("purchase", 1, 1),
     ]
 
 

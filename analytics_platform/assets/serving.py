@@ -81,6 +81,16 @@ SERVED_MARTS = [
         ),
         asset_name="serving_channel_daily",
     ),
+    ServedMart(
+        table="fct_funnel_daily",
+        date_column="event_date",
+        select=(
+            "tenant_id, event_date, step_number, step_name, sessions, visitors, "
+            "conversion_from_previous::float8 AS conversion_from_previous, "
+            "conversion_from_first::float8 AS conversion_from_first"
+        ),
+        asset_name="serving_funnel_daily",
+    ),
 ]
 
 

@@ -19,12 +19,11 @@ from dagster import (
     Config,
     MaterializeResult,
     MetadataValue,
-    TableColumn,
-    TableSchema,
     asset,
 )
 from pydantic import Field
 
+from analytics_platform.assets.raw import raw_table_schema
 from analytics_platform.ingest.contract import CONTRACT_COLUMNS, ContractViolation, to_canonical
 from analytics_platform.ingest.drift import record_new_fields
 from analytics_platform.ingest.load import (
@@ -42,20 +41,11 @@ RAW_API_EVENTS = "raw.api_events"
 LAYER = "raw_api_events"
 OCCURRED_AT = CONTRACT_COLUMNS.index("occurred_at")
 
-API_SCHEMA = TableSchema(
-    columns=[
-        TableColumn("event_id", "text", description="Tracker event id"),
-        TableColumn("tenant_id", "text", description="Tenant whose API served the event"),
-        TableColumn("event_type", "text"),
-        TableColumn("occurred_at", "timestamptz"),
-        TableColumn("visitor_id", "text"),
-        TableColumn("session_hint", "text", description="Client session id"),
-        TableColumn("revenue", "numeric"),
-        TableColumn("properties", "jsonb", description="Fields outside the contract"),
-        TableColumn("_partition_date", "date", description="Day the export was asked for"),
-        TableColumn("_source", "text", description="URL of the page the event came in"),
-        TableColumn("_source_line", "integer", description="Position of the event in its page"),
-    ]
+API_SCHEMA = raw_table_schema(
+    tenant="Tenant whose API served the event",
+    partition_date="Day the export was asked for",
+    source="URL of the page the event came in",
+    line="Position of the event in its page",
 )
 
 

@@ -22,20 +22,31 @@ from analytics_platform.partitions import tenant_day, tenant_days
 from analytics_platform.resources.landing import LandingZoneResource
 from analytics_platform.resources.postgres import PostgresResource
 
-RAW_SCHEMA = TableSchema(
-    columns=[
-        TableColumn("event_id", "text", description="Tracker event id"),
-        TableColumn("tenant_id", "text", description="Tenant (from the landing folder)"),
-        TableColumn("event_type", "text"),
-        TableColumn("occurred_at", "timestamptz"),
-        TableColumn("visitor_id", "text"),
-        TableColumn("session_hint", "text", description="Client session id"),
-        TableColumn("revenue", "numeric"),
-        TableColumn("properties", "jsonb", description="Fields outside the contract"),
-        TableColumn("_partition_date", "date", description="Day folder the file landed in"),
-        TableColumn("_source", "text", description="Landing file, relative to LANDING_DIR"),
-        TableColumn("_source_line", "integer"),
-    ]
+
+def raw_table_schema(tenant: str, partition_date: str, source: str, line: str) -> TableSchema:
+    """The raw tables' schema for the UI; the lineage columns are described per source."""
+    return TableSchema(
+        columns=[
+            TableColumn("event_id", "text", description="Tracker event id"),
+            TableColumn("tenant_id", "text", description=tenant),
+            TableColumn("event_type", "text"),
+            TableColumn("occurred_at", "timestamptz"),
+            TableColumn("visitor_id", "text"),
+            TableColumn("session_hint", "text", description="Client session id"),
+            TableColumn("revenue", "numeric"),
+            TableColumn("properties", "jsonb", description="Fields outside the contract"),
+            TableColumn("_partition_date", "date", description=partition_date),
+            TableColumn("_source", "text", description=source),
+            TableColumn("_source_line", "integer", description=line),
+        ]
+    )
+
+
+RAW_SCHEMA = raw_table_schema(
+    tenant="Tenant (from the landing folder)",
+    partition_date="Day folder the file landed in",
+    source="Landing file, relative to LANDING_DIR",
+    line="Line of the event in its file",
 )
 
 

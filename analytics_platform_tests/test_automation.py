@@ -22,6 +22,7 @@ DOWNSTREAM = [
     "serving_channel_daily",
     "fct_funnel_daily",
     "serving_funnel_daily",
+    "serving_visitors",
 ]
 
 

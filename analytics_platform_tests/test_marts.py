@@ -19,6 +19,7 @@ MODELS = AssetSelection.assets(
     "fct_daily_metrics",
     "fct_channel_daily",
     "fct_funnel_daily",
+    "fct_experiment_results",
     "dim_visitors",
 )
 
@@ -129,6 +130,7 @@ def test_session_boundaries_attribution_and_daily_metrics(
         "fct_daily_metrics": 1,
         "fct_channel_daily": 4,
         "fct_funnel_daily": 3,
+        "fct_experiment_results": 0,
         "dim_visitors": 3,
     }
 
@@ -200,7 +202,11 @@ def test_session_boundaries_attribution_and_daily_metrics(
 
     # Served: ClickHouse holds the same sessions and channel rows as Postgres.
     served = AssetSelection.assets(
-        "serving_sessions", "serving_channel_daily", "serving_funnel_daily"
+        "serving_sessions",
+        "serving_channel_daily",
+        "serving_funnel_daily",
+        "serving_visitors",
+        "serving_experiment_results",
     )
     assert materialize_layer(served, tenant, D, resources, instance).success
     with clickhouse.session() as session:
@@ -234,6 +240,22 @@ def test_session_boundaries_attribution_and_daily_metrics(
         ("signup", 1, 1),
         ("purchase", 1, 1),
     ]
+    with clickhouse.session() as session:
+        database = clickhouse.database_for(tenant)
+        ch_visitors = session.query_df(
+            f"SELECT visitor_id, sessions, first_touch_channel, revenue, "
+            f"ifNull(latest_user_id, '') AS user FROM `{database}`.dim_visitors "
+            "ORDER BY visitor_id"
+        )
+        ch_experiments = session.query_df(
+            f"SELECT count() AS n FROM `{database}`.fct_experiment_results"
+        )
+    assert [tuple(r) for r in ch_visitors.itertuples(index=False)] == [
+        ("v1", 2, "direct", 0.0, ""),
+        ("v2", 2, "organic search", 0.0, ""),
+        ("v3", 1, "paid search", 49.5, "u3"),
+    ]
+    assert int(ch_experiments["n"].iloc[0]) == 0  # no experiment in these events
 
 
 def midnight_files(landing_dir, tenant):

@@ -187,3 +187,43 @@ def test_a_second_process_gets_a_clear_timeout_on_embedded_clickhouse(tmp_path: 
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_clickhouse_tables_are_replaced_whole_per_tenant(postgres, clickhouse, new_tenant):
+    tenant, other = new_tenant("whole"), new_tenant("whole")
+
+    def visitors(owner, ids):
+        return pd.DataFrame(
+            {
+                "tenant_id": [owner] * len(ids),
+                "visitor_id": ids,
+                "first_seen_at": [pd.Timestamp("2026-11-01T10:00:00Z")] * len(ids),
+                "last_seen_at": [pd.Timestamp("2026-11-02T10:00:00Z")] * len(ids),
+                "first_touch_channel": ["direct"] * len(ids),
+                "sessions": [1] * len(ids),
+                "revenue": [0.0] * len(ids),
+                "_loaded_at": [pd.Timestamp("2026-11-24", tz="UTC")] * len(ids),
+            }
+        )
+
+    with clickhouse.session() as session:
+        for t in (tenant, other):
+            migrate_tenant(postgres, clickhouse, session, t)
+        clickhouse.replace_table(session, other, "dim_visitors", visitors(other, ["keep"]))
+        clickhouse.replace_table(session, tenant, "dim_visitors", visitors(tenant, ["a", "b"]))
+        clickhouse.replace_table(session, tenant, "dim_visitors", visitors(tenant, ["c"]))
+
+        def ids(t):
+            frame = session.query_df(
+                f"SELECT visitor_id FROM `{clickhouse.database_for(t)}`.dim_visitors "
+                "ORDER BY visitor_id"
+            )
+            return list(frame["visitor_id"])
+
+        assert ids(tenant) == ["c"]
+        assert ids(other) == ["keep"]
+        leftovers = session.query_df(
+            f"SELECT count() AS n FROM system.tables WHERE database = "
+            f"'{clickhouse.database_for(tenant)}' AND name LIKE '\\\\_load\\\\_%'"
+        )
+        assert int(leftovers["n"].iloc[0]) == 0

@@ -31,20 +31,21 @@ class ServedMart:
     """A mart `marts.<table>` served as `<tenant database>.<table>`."""
 
     table: str
-    date_column: str
+    date_column: str | None  # None: a whole-history mart, replaced per tenant as a whole
     select: str  # the columns, cast to what the ClickHouse table expects
     asset_name: str
 
     def read(self, postgres: PostgresResource, tenant: str, dates: list[dt.date]) -> pd.DataFrame:
+        days = "" if self.date_column is None else f" AND {self.date_column} = ANY(%s)"
         with postgres.connect() as conn, conn.cursor() as cur:
             cur.execute(
-                f"SELECT {self.select} FROM marts.{self.table} "
-                f"WHERE tenant_id = %s AND {self.date_column} = ANY(%s)",
-                (tenant, dates),
+                f"SELECT {self.select} FROM marts.{self.table} WHERE tenant_id = %s{days}",
+                (tenant, dates) if days else (tenant,),
             )
             names = [column.name for column in cur.description]
             frame = pd.DataFrame(cur.fetchall(), columns=names)
-        frame[self.date_column] = pd.to_datetime(frame[self.date_column])
+        if self.date_column is not None:
+            frame[self.date_column] = pd.to_datetime(frame[self.date_column])
         frame["_loaded_at"] = pd.Timestamp.now(tz="UTC")
         return frame
 
@@ -91,6 +92,26 @@ SERVED_MARTS = [
         ),
         asset_name="serving_funnel_daily",
     ),
+    ServedMart(
+        table="dim_visitors",
+        date_column=None,
+        select=(
+            "tenant_id, visitor_id, first_seen_at, last_seen_at, first_touch_channel, "
+            "first_touch_utm_source, first_touch_utm_medium, first_touch_utm_campaign, "
+            "sessions, revenue::float8 AS revenue, latest_user_id"
+        ),
+        asset_name="serving_visitors",
+    ),
+    ServedMart(
+        table="fct_experiment_results",
+        date_column=None,
+        select=(
+            "tenant_id, experiment_id, variant, is_control, exposed_visitors, converters, "
+            "conversion_rate::float8 AS conversion_rate, switched_visitors, first_exposed_at, "
+            "uplift::float8 AS uplift, z_score::float8 AS z_score, p_value::float8 AS p_value"
+        ),
+        asset_name="serving_experiment_results",
+    ),
 ]
 
 
@@ -113,7 +134,12 @@ def served_mart_asset(mart: ServedMart) -> AssetsDefinition:
         automation_condition=on_upstream_update,
         description=(
             f"marts.{mart.table} in the tenant's own ClickHouse database "
-            f"(tenant_<id>.{mart.table}), each day's partition replaced atomically."
+            f"(tenant_<id>.{mart.table}), "
+            + (
+                "each day's partition replaced atomically."
+                if mart.date_column
+                else "replaced as a whole (EXCHANGE TABLES) for each tenant of the run."
+            )
         ),
     )
     def serve(
@@ -130,9 +156,12 @@ def served_mart_asset(mart: ServedMart) -> AssetsDefinition:
                 migrate_tenant(postgres, clickhouse, session, tenant)
                 dates = served_days(days)
                 frame = mart.read(postgres, tenant, dates)
-                rows += clickhouse.replace_partitions(
-                    session, tenant, mart.table, frame, dates, date_column=mart.date_column
-                )
+                if mart.date_column is None:
+                    rows += clickhouse.replace_table(session, tenant, mart.table, frame)
+                else:
+                    rows += clickhouse.replace_partitions(
+                        session, tenant, mart.table, frame, dates, date_column=mart.date_column
+                    )
         return MaterializeResult(
             metadata={
                 "dagster/row_count": rows,

@@ -175,3 +175,20 @@ class ClickHouseResource(ConfigurableResource):
         finally:
             session.command(f"DROP TABLE IF EXISTS {scratch}")
         return len(frame)
+
+    def replace_table(
+        self, session: ClickHouseSession, tenant: str, table: str, frame: pd.DataFrame
+    ) -> int:
+        """Make the tenant's `table` hold exactly `frame`, swapped in with EXCHANGE TABLES."""
+        database = self.database_for(tenant)
+        target = f"{quote_identifier(database)}.{quote_identifier(table)}"
+        scratch_name = f"_load_{table}_{uuid.uuid4().hex[:12]}"
+        scratch = f"{quote_identifier(database)}.{quote_identifier(scratch_name)}"
+        session.command(f"CREATE TABLE {scratch} AS {target}")
+        try:
+            if len(frame):
+                session.insert_df(database, scratch_name, frame)
+            session.command(f"EXCHANGE TABLES {scratch} AND {target}")
+        finally:
+            session.command(f"DROP TABLE IF EXISTS {scratch}")
+        return len(frame)

@@ -31,6 +31,7 @@ from analytics_platform.ingest.load import (
     QUARANTINE_COLUMNS,
     RAW_COLUMNS,
     LoadInvariantError,
+    replace_raw_slice,
 )
 from analytics_platform.partitions import TenantDay, tenant_day, tenant_days
 from analytics_platform.resources.event_api import ApiPage, EventApiClient, EventApiResource
@@ -220,19 +221,7 @@ def load_api_day(
         postgres.copy_rows(conn, RAW_API_EVENTS, RAW_COLUMNS, rows)
         postgres.copy_rows(conn, QUARANTINE, QUARANTINE_COLUMNS, quarantined)
     else:
-        postgres.replace_slice(
-            RAW_API_EVENTS, slice_.tenant, [slice_.date], rows, RAW_COLUMNS, conn=conn
-        )
-        postgres.replace_slice(
-            QUARANTINE,
-            slice_.tenant,
-            [slice_.date],
-            quarantined,
-            QUARANTINE_COLUMNS,
-            date_column="partition_date",
-            scope={"layer": LAYER},
-            conn=conn,
-        )
+        replace_raw_slice(postgres, conn, RAW_API_EVENTS, LAYER, slice_, rows, quarantined)
     if report.rows_read != report.rows_loaded + report.rows_quarantined:
         raise LoadInvariantError(
             f"{LAYER} for {slice_}: read {report.rows_read} rows but loaded "

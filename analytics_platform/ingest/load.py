@@ -8,7 +8,7 @@ quarantined, checked before the transaction commits.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,6 +122,32 @@ def _file_rows(
         )
 
 
+def replace_raw_slice(
+    postgres: PostgresResource,
+    conn: psycopg.Connection,
+    table: str,
+    layer: str,
+    slice_: TenantDay,
+    rows: Iterable[tuple[object, ...]],
+    quarantined: list[tuple[object, ...]],
+) -> None:
+    """Replace a tenant-day's raw rows and its quarantine records of `layer`, in `conn`.
+
+    `rows` is consumed first: it fills `quarantined` as it goes.
+    """
+    postgres.replace_slice(table, slice_.tenant, [slice_.date], rows, RAW_COLUMNS, conn=conn)
+    postgres.replace_slice(
+        QUARANTINE,
+        slice_.tenant,
+        [slice_.date],
+        quarantined,
+        QUARANTINE_COLUMNS,
+        date_column="partition_date",
+        scope={"layer": layer},
+        conn=conn,
+    )
+
+
 def load_tenant_day(
     postgres: PostgresResource,
     conn: psycopg.Connection,
@@ -149,19 +175,7 @@ def load_tenant_day(
                     f"partition {slice_.partition_key}"
                 ) from err
 
-    postgres.replace_slice(
-        RAW_FILE_EVENTS, slice_.tenant, [slice_.date], all_rows(), RAW_COLUMNS, conn=conn
-    )
-    postgres.replace_slice(
-        QUARANTINE,
-        slice_.tenant,
-        [slice_.date],
-        quarantined,
-        QUARANTINE_COLUMNS,
-        date_column="partition_date",
-        scope={"layer": LAYER},
-        conn=conn,
-    )
+    replace_raw_slice(postgres, conn, RAW_FILE_EVENTS, LAYER, slice_, all_rows(), quarantined)
     for report in reports:
         if not report.balanced:
             raise LoadInvariantError(

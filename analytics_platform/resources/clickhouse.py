@@ -151,14 +151,7 @@ class ClickHouseResource(ConfigurableResource):
         dropped), so readers never see a half-loaded day and running it twice
         changes nothing.
         """
-        database = self.database_for(tenant)
-        target = f"{quote_identifier(database)}.{quote_identifier(table)}"
-        scratch_name = f"_load_{table}_{uuid.uuid4().hex[:12]}"
-        scratch = f"{quote_identifier(database)}.{quote_identifier(scratch_name)}"
-        session.command(f"CREATE TABLE {scratch} AS {target}")
-        try:
-            if len(frame):
-                session.insert_df(database, scratch_name, frame)
+        with self._loaded_scratch(session, tenant, table, frame) as (target, scratch):
             days_with_rows = (
                 set(pd.to_datetime(frame[date_column]).dt.date) if len(frame) else set()
             )
@@ -172,14 +165,21 @@ class ClickHouseResource(ConfigurableResource):
             ]
             if actions:
                 session.command(f"ALTER TABLE {target} {', '.join(actions)}")
-        finally:
-            session.command(f"DROP TABLE IF EXISTS {scratch}")
         return len(frame)
 
     def replace_table(
         self, session: ClickHouseSession, tenant: str, table: str, frame: pd.DataFrame
     ) -> int:
         """Make the tenant's `table` hold exactly `frame`, swapped in with EXCHANGE TABLES."""
+        with self._loaded_scratch(session, tenant, table, frame) as (target, scratch):
+            session.command(f"EXCHANGE TABLES {scratch} AND {target}")
+        return len(frame)
+
+    @contextmanager
+    def _loaded_scratch(
+        self, session: ClickHouseSession, tenant: str, table: str, frame: pd.DataFrame
+    ) -> Iterator[tuple[str, str]]:
+        """(target, scratch): an empty copy of the tenant's table holding `frame`, dropped after."""
         database = self.database_for(tenant)
         target = f"{quote_identifier(database)}.{quote_identifier(table)}"
         scratch_name = f"_load_{table}_{uuid.uuid4().hex[:12]}"
@@ -188,7 +188,6 @@ class ClickHouseResource(ConfigurableResource):
         try:
             if len(frame):
                 session.insert_df(database, scratch_name, frame)
-            session.command(f"EXCHANGE TABLES {scratch} AND {target}")
+            yield target, scratch
         finally:
             session.command(f"DROP TABLE IF EXISTS {scratch}")
-        return len(frame)

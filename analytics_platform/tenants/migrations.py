@@ -98,12 +98,12 @@ def migrate_tenant(
     """Create the tenant's database if needed and apply its pending migrations, in order.
 
     Holds a per-tenant advisory lock, so two processes never migrate one tenant
-    at once; each applied migration is recorded as soon as it succeeded.
+    at once; each applied migration is recorded as soon as it succeeded. Expects
+    the warehouse schema to exist (PostgresResource.ensure_warehouse).
     """
     validate_tenant_id(tenant)
     migrations = available_migrations() if migrations is None else migrations
     database = clickhouse.database_for(tenant)
-    postgres.ensure_warehouse()
     with postgres.connect(autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"migrate|{tenant}",))
         try:

@@ -46,6 +46,19 @@ def row_counts(result) -> dict[str, int]:
     return counts
 
 
+def column_lineage(result, asset: str) -> dict[str, set[tuple[str, str]]]:
+    """Column -> the (asset, column) pairs it is computed from, as shown in the UI."""
+    for event in result.get_asset_materialization_events():
+        materialization = event.step_materialization_data.materialization
+        if materialization.asset_key.to_user_string() == asset:
+            lineage = materialization.metadata["dagster/column_lineage"].value
+            return {
+                column: {(dep.asset_key.to_user_string(), dep.column_name) for dep in deps}
+                for column, deps in lineage.deps_by_column.items()
+            }
+    raise AssertionError(f"{asset} was not materialized")
+
+
 def sessions(postgres, tenant):
     with postgres.connect() as conn:
         return conn.execute(
@@ -132,6 +145,21 @@ def test_session_boundaries_attribution_and_daily_metrics(
         "fct_funnel_daily": 3,
         "fct_experiment_results": 0,
         "dim_visitors": 3,
+    }
+    # Column lineage, read from the warehouse the run used (not the one `prepare` saw).
+    staged = column_lineage(built, "stg_events")
+    assert staged["event_id"] == {("raw_file_events", "event_id"), ("raw_api_events", "event_id")}
+    assert staged["source_line"] == {
+        ("raw_file_events", "_source_line"),
+        ("raw_api_events", "_source_line"),
+    }
+    sessionized = column_lineage(built, "fct_sessions")
+    assert sessionized["visitor_id"] == {("stg_events", "visitor_id")}
+    assert sessionized["session_end"] == {("stg_events", "occurred_at")}
+    assert ("stg_events", "utm_source") in sessionized["channel"]
+    assert column_lineage(built, "fct_channel_daily")["revenue"] == {("fct_sessions", "revenue")}
+    assert column_lineage(built, "dim_visitors")["last_seen_at"] == {
+        ("fct_sessions", "session_end")
     }
 
     assert sessions(postgres, tenant) == [

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from dagster import MultiPartitionKey
 
-from analytics_platform.assets.dbt import dbt_build_args, partitioned_dbt_vars
+from analytics_platform.assets.dbt import dbt_build_args, in_database, partitioned_dbt_vars
 from analytics_platform.partitions import TenantDay, parse_tenant_day, slice_window, tenant_days
 from analytics_platform.tenants.ids import InvalidTenantId, validate_tenant_id
 
@@ -57,6 +57,38 @@ def test_dbt_args_always_carry_the_slice():
     assert '"tenants": ["acme"]' in args[2]
     assert "--full-refresh" not in args
     assert dbt_build_args({}, full_refresh=True)[-1] == "--full-refresh"
+
+
+def test_the_manifest_is_pointed_at_the_database_dbt_runs_against():
+    manifest = {
+        "metadata": {"adapter_type": "postgres"},
+        "nodes": {
+            "model.p.stg": {
+                "database": "analytics",
+                "schema": "staging",
+                "relation_name": '"analytics"."staging"."stg"',
+            },
+            "test.p.t": {"database": "analytics", "relation_name": None},
+        },
+        "sources": {
+            "source.p.raw.e": {
+                "database": "analytics",
+                "schema": "raw",
+                "relation_name": '"analytics"."raw"."e"',
+            }
+        },
+    }
+    moved = in_database(manifest, 'ci"db')
+    assert moved["nodes"]["model.p.stg"] == {
+        "database": 'ci"db',
+        "schema": "staging",
+        "relation_name": '"ci""db"."staging"."stg"',
+    }
+    assert moved["sources"]["source.p.raw.e"]["relation_name"] == '"ci""db"."raw"."e"'
+    assert moved["nodes"]["test.p.t"] == {"database": "analytics", "relation_name": None}
+    assert moved["metadata"] == manifest["metadata"]
+    # The prepared manifest itself is left as it was.
+    assert manifest["nodes"]["model.p.stg"]["database"] == "analytics"
 
 
 @pytest.mark.parametrize(

@@ -125,6 +125,34 @@ def with_slice_row_counts(
             yield event
 
 
+def in_database(manifest: Mapping[str, Any], database: str) -> dict[str, Any]:
+    """The manifest with every model and source relation in `database`.
+
+    The manifest is prepared once, against whatever database `prepare` saw; a
+    deployment (or a test session) runs against its own. dagster-dbt reads
+    column schemas and lineage through the manifest's relation names, and
+    Postgres refuses a query that names another database.
+    """
+    quoted = '"{}"'.format(database.replace('"', '""'))
+
+    def moved(node: Mapping[str, Any]) -> dict[str, Any]:
+        relation = node.get("relation_name")
+        if not relation or node.get("database") == database:
+            return dict(node)
+        old = '"{}"'.format(str(node["database"]).replace('"', '""'))
+        return {
+            **node,
+            "database": database,
+            "relation_name": quoted + relation.removeprefix(old),
+        }
+
+    return {
+        **manifest,
+        "nodes": {uid: moved(node) for uid, node in manifest["nodes"].items()},
+        "sources": {uid: moved(node) for uid, node in manifest["sources"].items()},
+    }
+
+
 def _translator() -> PlatformDbtTranslator:
     return PlatformDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
@@ -148,6 +176,10 @@ def analytics_dbt_models(
 ) -> Iterator[Any]:
     window = slice_window(tenant_days(context.partition_keys))
     args = dbt_build_args(partitioned_dbt_vars(window), full_refresh=config.full_refresh)
-    with _environment(postgres.libpq_env()):
+    env = postgres.libpq_env()
+    with _environment(env):
         invocation = dbt.cli(args, context=context)
-    yield from with_slice_row_counts(invocation.stream(), postgres, window)
+    if "PGDATABASE" in env:
+        invocation.manifest = in_database(invocation.manifest, env["PGDATABASE"])
+    events = invocation.stream().fetch_column_metadata(with_column_lineage=True)
+    yield from with_slice_row_counts(events, postgres, window)

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
+
 from dagster import Definitions, EnvVar
 
 from analytics_platform.assets.api import raw_api_events
-from analytics_platform.assets.dbt import analytics_dbt_models
+from analytics_platform.assets.dbt import dbt_layers
 from analytics_platform.assets.raw import raw_file_events
 from analytics_platform.assets.serving import serving_assets
+from analytics_platform.checks.freshness import (
+    every_active_tenant_fresh,
+    tenant_freshness_job,
+)
+from analytics_platform.checks.layers import layer_check_defs
 from analytics_platform.dbt_project import dbt_resource
 from analytics_platform.jobs import jobs
 from analytics_platform.resources.alerts import AlertWebhookResource
@@ -21,11 +28,14 @@ from analytics_platform.sensors.alerts import run_failure_alert
 from analytics_platform.sensors.landing import landing_file_sensor
 from analytics_platform.sensors.tenant_registry import tenant_registry_sensor
 
-assets = [raw_file_events, raw_api_events, analytics_dbt_models, *serving_assets]
+assets = [raw_file_events, raw_api_events, *dbt_layers, *serving_assets]
 
 
 def platform_resources() -> dict[str, object]:
     """Resources configured from the environment (see analytics_platform/settings.py)."""
+    # ALERT_WEBHOOK_URL is optional (unset: alerts are only logged), but an EnvVar must
+    # exist wherever the resource is used, e.g. `dagster asset materialize --select '*'`.
+    os.environ.setdefault("ALERT_WEBHOOK_URL", "")
     return {
         "postgres": PostgresResource(url=EnvVar("DATABASE_URL")),
         "clickhouse": ClickHouseResource(url=EnvVar("CLICKHOUSE_URL")),
@@ -42,7 +52,8 @@ schedules = [raw_retention_schedule, *api_schedules]
 
 defs = Definitions(
     assets=assets,
-    jobs=[*jobs, raw_retention],
+    asset_checks=[*layer_check_defs, every_active_tenant_fresh],
+    jobs=[*jobs, raw_retention, tenant_freshness_job],
     sensors=sensors,
     schedules=schedules,
     resources=platform_resources(),

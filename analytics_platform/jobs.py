@@ -15,6 +15,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from analytics_platform.checks.freshness import FRESHNESS_CHECKS
 from analytics_platform.ingest.reprocess import replay_quarantine
 from analytics_platform.partitions import TenantDay
 from analytics_platform.resources.clickhouse import ClickHouseResource
@@ -29,7 +30,7 @@ from analytics_platform.tenants.registry import list_tenants
 # the modelling of the files that did land.
 tenant_day_pipeline = define_asset_job(
     name="tenant_day_pipeline",
-    selection=AssetSelection.assets("raw_file_events").downstream(),
+    selection=AssetSelection.assets("raw_file_events").downstream() - FRESHNESS_CHECKS,
     description="Load the tenant-days' landing files, then model and serve them.",
 )
 

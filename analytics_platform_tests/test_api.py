@@ -28,7 +28,7 @@ from dagster import (
 from dagster._serdes import serialize_value
 
 from analytics_platform.assets.api import raw_api_events
-from analytics_platform.assets.dbt import analytics_dbt_models
+from analytics_platform.assets.dbt import dbt_layers
 from analytics_platform.assets.raw import raw_file_events
 from analytics_platform.assets.serving import serving_assets
 from analytics_platform.partitions import TenantDay
@@ -554,7 +554,7 @@ def test_an_api_event_reaches_staging(
     ]
 
     result = materialize(
-        [raw_file_events, raw_api_events, analytics_dbt_models, *serving_assets],
+        [raw_file_events, raw_api_events, *dbt_layers, *serving_assets],
         selection=AssetSelection.assets("raw_file_events", "raw_api_events", "stg_events"),
         partition_key=TenantDay(api_tenant, DAY).partition_key,
         resources={**resources, "event_api": event_api()},

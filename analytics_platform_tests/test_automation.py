@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from dagster import (
+    AssetCheckKey,
     AssetKey,
     AssetMaterialization,
     DagsterInstance,
@@ -44,3 +47,33 @@ def test_raw_updates_request_every_layer_below_for_that_partition_only():
 
         again = evaluate_automation_conditions(defs=defs, instance=instance, cursor=woken.cursor)
         assert again.total_requested == 0  # handled once, not on every tick
+
+
+def requested(result, key) -> int:
+    """How many times the evaluation requested `key` (a check counts once, unpartitioned)."""
+    return sum(r.true_subset.size for r in result.results if r.key == key)
+
+
+def test_the_tenant_freshness_check_runs_hourly_and_never_rides_along_with_staging():
+    fresh = AssetCheckKey(AssetKey("stg_events"), "every_active_tenant_fresh")
+    start = dt.datetime(2026, 11, 20, 10, 20, tzinfo=dt.timezone.utc)
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("tenants", ["acme"])
+        first = evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=start)
+        instance.report_runless_asset_event(
+            AssetMaterialization(asset_key="stg_events", partition="2026-11-19|acme")
+        )
+        before_tick = evaluate_automation_conditions(
+            defs=defs,
+            instance=instance,
+            cursor=first.cursor,
+            evaluation_time=start + dt.timedelta(minutes=30),
+        )
+        assert requested(before_tick, fresh) == 0  # staging updated; no tick yet
+        after_tick = evaluate_automation_conditions(
+            defs=defs,
+            instance=instance,
+            cursor=before_tick.cursor,
+            evaluation_time=start + dt.timedelta(minutes=56),  # 11:16, past 11:15
+        )
+        assert requested(after_tick, fresh) == 1

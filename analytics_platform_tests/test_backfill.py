@@ -44,7 +44,7 @@ def copy_tenant_files(landing_dir, source: str, target: str, days) -> None:
             out.write_bytes(gzip.compress(text, mtime=0) if gz else text)
 
 
-def test_one_run_for_three_tenants_by_thirty_days_runs_dbt_once_and_matches_per_partition(
+def test_one_run_for_three_tenants_by_thirty_days_runs_dbt_once_per_layer_and_matches_per_partition(
     platform_env, landing_dir, postgres, instance, new_tenant
 ):
     tenants = [new_tenant("bf") for _ in range(3)]
@@ -58,13 +58,13 @@ def test_one_run_for_three_tenants_by_thirty_days_runs_dbt_once_and_matches_per_
         for event in instance.all_logs(result.run_id)
         if event.user_message.startswith("Running dbt command")
     ]
-    assert len(dbt_commands) == 1  # not 90
+    assert len(dbt_commands) == 2  # one per layer (staging, marts), not 2 x 90
     dbt_steps = [
-        e
+        e.step_key
         for e in result.all_events
-        if e.event_type == DagsterEventType.STEP_START and e.step_key == "analytics_dbt_models"
+        if e.event_type == DagsterEventType.STEP_START and e.step_key.startswith("analytics_dbt_")
     ]
-    assert len(dbt_steps) == 1
+    assert sorted(dbt_steps) == ["analytics_dbt_marts", "analytics_dbt_staging"]
     for tenant in tenants:
         totals = generated.totals(tenant)
         sessions, daily = marts_by_day(postgres, tenant, DAYS)

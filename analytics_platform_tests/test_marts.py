@@ -39,7 +39,7 @@ def row_counts(result) -> dict[str, int]:
     counts = {}
     for event in result.get_asset_materialization_events():
         materialization = event.step_materialization_data.materialization
-        if event.step_key == "analytics_dbt_models":
+        if event.step_key.startswith("analytics_dbt_"):
             counts[materialization.asset_key.to_user_string()] = materialization.metadata[
                 "dagster/row_count"
             ].value

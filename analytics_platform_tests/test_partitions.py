@@ -85,7 +85,8 @@ def test_the_manifest_is_pointed_at_the_database_dbt_runs_against():
         "relation_name": '"ci""db"."staging"."stg"',
     }
     assert moved["sources"]["source.p.raw.e"]["relation_name"] == '"ci""db"."raw"."e"'
-    assert moved["nodes"]["test.p.t"] == {"database": "analytics", "relation_name": None}
+    # Tests have no relation of their own; dagster-dbt still looks them up by database.
+    assert moved["nodes"]["test.p.t"] == {"database": 'ci"db', "relation_name": None}
     assert moved["metadata"] == manifest["metadata"]
     # The prepared manifest itself is left as it was.
     assert manifest["nodes"]["model.p.stg"]["database"] == "analytics"

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from dagster import AssetKey, AssetSelection, DagsterInstance, materialize
 
-from analytics_platform.assets.dbt import analytics_dbt_models
+from analytics_platform.assets.dbt import dbt_layers
 from analytics_platform.assets.raw import raw_file_events
 from analytics_platform.assets.serving import serving_assets
+from analytics_platform.checks.layers import layer_check_defs
 from analytics_platform.partitions import TenantDay, range_tags
 from analytics_platform.resources.clickhouse import ClickHouseResource
 from analytics_platform.resources.postgres import PostgresResource
@@ -22,7 +23,7 @@ from analytics_platform_tests.events import (
 )
 
 DAY = dt.date(2026, 11, 2)
-ALL_ASSETS = [raw_file_events, analytics_dbt_models, *serving_assets]
+ALL_ASSETS = [raw_file_events, *dbt_layers, *serving_assets, *layer_check_defs]
 
 
 def materialize_layer(
@@ -175,8 +176,9 @@ def test_one_run_builds_several_tenants_and_days(
 
     result = run_pipeline(instance, tags=range_tags(tenants, days))
 
-    dbt_steps = [e for e in result.all_events if e.is_step_success and "dbt" in (e.step_key or "")]
-    assert len(dbt_steps) == 1  # one dbt invocation for all four tenant-days
+    dbt_steps = [e.step_key for e in result.all_events if e.is_step_success and "dbt" in e.step_key]
+    # One dbt invocation per layer for all four tenant-days.
+    assert sorted(dbt_steps) == ["analytics_dbt_marts", "analytics_dbt_staging"]
     for index, tenant in enumerate(tenants):
         marts = warehouse_snapshot(postgres, tenant, with_load_columns=False)["marts"]
         expected = [(day, 1 + index + day.day % 3) for day in days]

@@ -24,6 +24,7 @@ from dagster import (
 from pydantic import Field
 
 from analytics_platform.assets.raw import raw_table_schema
+from analytics_platform.checks.freshness import LAYER_FRESHNESS
 from analytics_platform.ingest.contract import CONTRACT_COLUMNS, ContractViolation, to_canonical
 from analytics_platform.ingest.drift import record_new_fields
 from analytics_platform.ingest.load import (
@@ -249,6 +250,7 @@ def _api_tenant(postgres: PostgresResource, tenant_id: str) -> tuple[Tenant | No
     kinds={"python", "postgres"},
     owners=["team:data-platform"],
     tags={"layer": "raw"},
+    freshness_policy=LAYER_FRESHNESS["raw"],
     metadata={"dagster/table_name": RAW_API_EVENTS, "dagster/column_schema": API_SCHEMA},
     description=(
         "Events from the tenant's HTTP export API (GET <api_base_url>/events for the day, "

@@ -1,4 +1,4 @@
-"""dbt staging and marts, partitioned by tenant_day: one dbt invocation per run."""
+"""dbt staging and marts, partitioned by tenant_day: one dbt invocation per layer per run."""
 
 import json
 import os
@@ -8,7 +8,15 @@ from functools import cache
 from typing import Any
 
 import psycopg
-from dagster import AssetExecutionContext, AssetKey, AssetSpec, BackfillPolicy, Config, Output
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    AssetSpec,
+    BackfillPolicy,
+    Config,
+    Output,
+)
 from dagster_dbt import (
     DagsterDbtTranslator,
     DagsterDbtTranslatorSettings,
@@ -18,6 +26,7 @@ from dagster_dbt import (
 from psycopg import sql
 
 from analytics_platform.automation import on_upstream_update
+from analytics_platform.checks.freshness import LAYER_FRESHNESS
 from analytics_platform.dbt_project import dbt_project, manifest_path
 from analytics_platform.partitions import SliceWindow, slice_window, tenant_day, tenant_days
 from analytics_platform.resources.postgres import PostgresResource
@@ -44,6 +53,7 @@ class PlatformDbtTranslator(DagsterDbtTranslator):
             group_name=layer,
             owners=["team:analytics-engineering"],
             automation_condition=on_upstream_update,
+            freshness_policy=LAYER_FRESHNESS[layer],
         ).merge_attributes(kinds={"postgres"}, tags={"layer": layer})
 
 
@@ -136,14 +146,14 @@ def in_database(manifest: Mapping[str, Any], database: str) -> dict[str, Any]:
     quoted = '"{}"'.format(database.replace('"', '""'))
 
     def moved(node: Mapping[str, Any]) -> dict[str, Any]:
-        relation = node.get("relation_name")
-        if not relation or node.get("database") == database:
+        if "database" not in node or node["database"] == database:
             return dict(node)
         old = '"{}"'.format(str(node["database"]).replace('"', '""'))
+        relation = node.get("relation_name")
         return {
             **node,
             "database": database,
-            "relation_name": quoted + relation.removeprefix(old),
+            "relation_name": quoted + relation.removeprefix(old) if relation else relation,
         }
 
     return {
@@ -157,29 +167,46 @@ def _translator() -> PlatformDbtTranslator:
     return PlatformDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
 
-@dbt_assets(
-    manifest=manifest_path(),
-    project=dbt_project(),
-    partitions_def=tenant_day,
-    backfill_policy=BackfillPolicy.single_run(),
-    dagster_dbt_translator=_translator(),
-    name="analytics_dbt_models",
-    # Runs for neighbouring days rebuild overlapping slices (sessions cross midnight):
-    # one dbt invocation at a time keeps concurrent runs from interleaving them.
-    pool="dbt",
-)
-def analytics_dbt_models(
-    context: AssetExecutionContext,
-    config: DbtRunConfig,
-    dbt: DbtCliResource,
-    postgres: PostgresResource,
-) -> Iterator[Any]:
-    window = slice_window(tenant_days(context.partition_keys))
-    args = dbt_build_args(partitioned_dbt_vars(window), full_refresh=config.full_refresh)
-    env = postgres.libpq_env()
-    with _environment(env):
-        invocation = dbt.cli(args, context=context)
-    if "PGDATABASE" in env:
-        invocation.manifest = in_database(invocation.manifest, env["PGDATABASE"])
-    events = invocation.stream().fetch_column_metadata(with_column_lineage=True)
-    yield from with_slice_row_counts(events, postgres, window)
+def dbt_layer(layer: str) -> AssetsDefinition:
+    """The dbt models under `models/<layer>/`, as one partitioned multi-asset.
+
+    Staging and marts are separate steps so the Pandera checks on staging (which
+    are blocking) can stop the marts of a bad slice in the same run. Each step is
+    still one dbt invocation for every tenant-day of the run.
+    """
+
+    @dbt_assets(
+        manifest=manifest_path(),
+        project=dbt_project(),
+        select=f"path:models/{layer}",
+        partitions_def=tenant_day,
+        backfill_policy=BackfillPolicy.single_run(),
+        dagster_dbt_translator=_translator(),
+        name=f"analytics_dbt_{layer}",
+        # Runs for neighbouring days rebuild overlapping slices (sessions cross
+        # midnight): one dbt invocation at a time keeps concurrent runs from
+        # interleaving them.
+        pool="dbt",
+    )
+    def build_layer(
+        context: AssetExecutionContext,
+        config: DbtRunConfig,
+        dbt: DbtCliResource,
+        postgres: PostgresResource,
+    ) -> Iterator[Any]:
+        window = slice_window(tenant_days(context.partition_keys))
+        args = dbt_build_args(partitioned_dbt_vars(window), full_refresh=config.full_refresh)
+        env = postgres.libpq_env()
+        with _environment(env):
+            invocation = dbt.cli(args, context=context)
+        if "PGDATABASE" in env:
+            invocation.manifest = in_database(invocation.manifest, env["PGDATABASE"])
+        events = invocation.stream().fetch_column_metadata(with_column_lineage=True)
+        yield from with_slice_row_counts(events, postgres, window)
+
+    return build_layer
+
+
+analytics_dbt_staging = dbt_layer("staging")
+analytics_dbt_marts = dbt_layer("marts")
+dbt_layers = [analytics_dbt_staging, analytics_dbt_marts]

@@ -15,9 +15,11 @@ from dagster import (
     asset,
 )
 
+from analytics_platform.checks.freshness import LAYER_FRESHNESS
+from analytics_platform.checks.parity import ingest_parity
 from analytics_platform.ingest.drift import record_new_fields
 from analytics_platform.ingest.landing_log import file_versions, record_loaded_files
-from analytics_platform.ingest.load import RAW_FILE_EVENTS, load_tenant_day
+from analytics_platform.ingest.load import LAYER, RAW_FILE_EVENTS, load_tenant_day
 from analytics_platform.partitions import tenant_day, tenant_days
 from analytics_platform.resources.landing import LandingZoneResource
 from analytics_platform.resources.postgres import PostgresResource
@@ -60,6 +62,18 @@ NEW_FIELDS_CHECK = AssetCheckSpec(
 )
 
 
+INGEST_PARITY_CHECK = AssetCheckSpec(
+    name="rows_read_equal_loaded_plus_quarantined",
+    asset="raw_file_events",
+    blocking=True,
+    description=(
+        "After the load commits: for every tenant-day of the run, the rows read from its "
+        "files = its rows in raw.file_events + its rows in platform.quarantine (ERROR, "
+        "blocks the layers below)."
+    ),
+)
+
+
 @asset(
     partitions_def=tenant_day,
     backfill_policy=BackfillPolicy.single_run(),
@@ -67,8 +81,9 @@ NEW_FIELDS_CHECK = AssetCheckSpec(
     kinds={"python", "postgres"},
     owners=["team:data-platform"],
     tags={"layer": "raw"},
+    freshness_policy=LAYER_FRESHNESS["raw"],
     metadata={"dagster/table_name": "raw.file_events", "dagster/column_schema": RAW_SCHEMA},
-    check_specs=[NEW_FIELDS_CHECK],
+    check_specs=[NEW_FIELDS_CHECK, INGEST_PARITY_CHECK],
     description=(
         "Events from the tenant's landing files "
         "(LANDING_DIR/<tenant>/<YYYY-MM-DD>/*.jsonl|csv[.gz]), mapped to the event contract "
@@ -91,6 +106,15 @@ def raw_file_events(
             reports.append(load_tenant_day(postgres, conn, landing, slice_, context.run.run_id))
             record_loaded_files(conn, slice_, versions, context.run.run_id)
         new_fields = record_new_fields(conn, RAW_FILE_EVENTS, slices)
+    with postgres.connect() as conn:
+        parity = ingest_parity(
+            conn, RAW_FILE_EVENTS, LAYER, {r.slice: r.rows_read for r in reports}
+        ).to_check_result(
+            INGEST_PARITY_CHECK.name,
+            "raw_file_events",
+            AssetCheckSeverity.ERROR,
+            f"{len(reports)} tenant-day(s)",
+        )
 
     reasons = sum((r.reasons for r in reports), Counter())
     for report in reports:
@@ -125,6 +149,7 @@ def raw_file_events(
                     else "no field new to its tenant"
                 ),
                 metadata={"new_fields": MetadataValue.json(new_fields)},
-            )
+            ),
+            parity,
         ],
     )

@@ -20,6 +20,7 @@ from dagster import (
 )
 
 from analytics_platform.automation import on_upstream_update
+from analytics_platform.checks.freshness import LAYER_FRESHNESS
 from analytics_platform.partitions import tenant_day, tenant_days
 from analytics_platform.resources.clickhouse import ClickHouseResource
 from analytics_platform.resources.postgres import PostgresResource
@@ -130,6 +131,7 @@ def served_mart_asset(mart: ServedMart) -> AssetsDefinition:
         kinds={"clickhouse"},
         owners=["team:data-platform"],
         tags={"layer": "serving"},
+        freshness_policy=LAYER_FRESHNESS["serving"],
         pool="clickhouse",
         automation_condition=on_upstream_update,
         description=(

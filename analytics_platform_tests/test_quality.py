@@ -19,6 +19,7 @@ from analytics_platform.checks import schemas
 from analytics_platform.checks.freshness import every_active_tenant_fresh, tenant_freshness_job
 from analytics_platform.checks.layers import MARTS_CHECKS, RAW_CHECKS, STAGING_CHECKS
 from analytics_platform.checks.parity import ingest_parity
+from analytics_platform.checks.slices import SliceQuery, read_slice
 from analytics_platform.checks.validation import MAX_SAMPLES, validate
 from analytics_platform.partitions import TenantDay
 from analytics_platform.resources.alerts import AlertWebhookResource
@@ -514,3 +515,35 @@ def test_a_tenant_whose_data_stops_arriving_is_flagged_and_alerted(
     assert alert["event"] == "tenant_stale"
     assert quiet in [t["tenant"] for t in alert["tenants"]]
     assert fresh not in [t["tenant"] for t in alert["tenants"]]
+
+
+def test_a_slice_is_read_exactly_as_stored(postgres):
+    with postgres.connect() as conn:
+        conn.execute(
+            "CREATE TEMP TABLE t (tenant_id text, d date, id text, at timestamptz, b boolean)"
+        )
+        conn.execute(
+            "INSERT INTO t VALUES "
+            "('acme', '2026-11-01', '007', '2026-11-01 10:00:00.123456+02', true), "
+            "('acme', '2026-11-01', '', NULL, false), "
+            "('acme', '2026-11-02', 'other day', now(), NULL), "
+            "('globex', '2026-11-01', 'other tenant', now(), true)"
+        )
+        query = SliceQuery(
+            "pg_temp.t",
+            ("t.tenant_id", "t.id", "t.at", "t.b"),
+            "d",
+            booleans=("b",),
+            timestamps=("at",),
+            with_window=True,
+        )
+        frame = read_slice(
+            conn, query, [TenantDay("acme", dt.date(2026, 11, 1))], tolerance_minutes=30
+        )
+
+    assert frame["id"].tolist() == ["007", ""]  # zeros kept, empty string is not NULL
+    assert frame["at"].iloc[0] == pd.Timestamp("2026-11-01T08:00:00.123456", tz="UTC")
+    assert pd.isna(frame["at"].iloc[1])
+    assert frame["b"].tolist() == [True, False]
+    assert frame["window_start"].iloc[0] == pd.Timestamp("2026-10-31T23:30:00", tz="UTC")
+    assert frame["window_end"].iloc[0] == pd.Timestamp("2026-11-02T00:30:00", tz="UTC")

@@ -54,16 +54,15 @@ def read_slice(
     """
     source, params = slice_table(slices)
     schema, table = query.table.split(".")
-    columns = [sql.SQL(c) for c in query.columns]
+    # Timestamps travel as epoch microseconds: far cheaper to parse than ISO text.
+    columns = [
+        sql.SQL(f"(extract(epoch FROM {expr}) * 1000000)::bigint AS {_alias(expr)}")
+        if _alias(expr) in query.timestamps
+        else sql.SQL(expr)
+        for expr in query.columns
+    ]
     if query.with_window:
-        columns += [
-            sql.SQL("(s.day::timestamp - make_interval(mins => {})) AS window_start").format(
-                sql.Literal(tolerance_minutes)
-            ),
-            sql.SQL(
-                "(s.day::timestamp + interval '1 day' + make_interval(mins => {})) AS window_end"
-            ).format(sql.Literal(tolerance_minutes)),
-        ]
+        columns.append(sql.SQL("s.day AS partition_day"))
     if query.day_column is None:
         condition = sql.SQL("t.tenant_id IN (SELECT tenant FROM {})").format(source)
         select = sql.SQL("SELECT {} FROM {} AS t WHERE {}").format(
@@ -82,17 +81,31 @@ def read_slice(
         select, sql.Literal(NULL)
     )
     buffer = io.BytesIO()
-    with conn.cursor() as cur:
-        cur.execute("SET LOCAL TIME ZONE 'UTC'")
-        with cur.copy(copy, params) as stream:
-            for block in stream:
-                buffer.write(block)
+    with conn.cursor() as cur, cur.copy(copy, params) as stream:
+        for block in stream:
+            buffer.write(block)
     buffer.seek(0)
-    timestamps = [*query.timestamps, *(("window_start", "window_end") if query.with_window else ())]
-    # Everything arrives as text; the models coerce numbers, so ids keep their zeros.
-    frame = pd.read_csv(buffer, na_values=[NULL], keep_default_na=False, dtype=str)
+    # Everything else arrives as text; the models coerce numbers, so ids keep their zeros.
+    frame = pd.read_csv(
+        buffer,
+        na_values=[NULL],
+        keep_default_na=False,
+        dtype={c: str for c in map(_alias, query.columns) if c not in query.timestamps},
+    )
     for column in query.booleans:
         frame[column] = frame[column].map({"t": True, "f": False})
-    for column in timestamps:
-        frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
+    for column in query.timestamps:
+        frame[column] = pd.to_datetime(frame[column], unit="us", utc=True)
+    if query.with_window:
+        # The accepted range of each row's day, as the loader applied it.
+        tolerance = pd.Timedelta(minutes=tolerance_minutes)
+        day = pd.to_datetime(frame.pop("partition_day").astype("category"), utc=True)
+        frame["window_start"] = day - tolerance
+        frame["window_end"] = day + pd.Timedelta(days=1) + tolerance
     return frame
+
+
+def _alias(expression: str) -> str:
+    """The output name of a select-list expression: `t.x` -> x, `... AS y` -> y."""
+    head, _, alias = expression.rpartition(" AS ")
+    return alias.strip() if head else expression.rsplit(".", 1)[-1].strip()

@@ -76,24 +76,35 @@ assignments as (
     order by tenant_id, experiment_id, visitor_id, occurred_at, event_id
 ),
 
+last_conversions as (
+    -- A visitor converted after exposure iff their latest signup/purchase is at or
+    -- after their first exposure: one aggregate instead of a lookup per visitor.
+    select tenant_id, visitor_id, max(occurred_at) as last_converted_at
+    from events
+    where event_type in ('signup', 'purchase')
+    group by tenant_id, visitor_id
+),
+
+exposed_variants as (
+    -- A visitor switched when they were exposed to more than one variant.
+    select tenant_id, experiment_id, visitor_id, count(distinct variant) as variants_seen
+    from exposures
+    group by tenant_id, experiment_id, visitor_id
+),
+
 outcomes as (
     select
         a.*,
-        exists (
-            select 1 from events as c
-            where c.tenant_id = a.tenant_id
-                and c.visitor_id = a.visitor_id
-                and c.event_type in ('signup', 'purchase')
-                and c.occurred_at >= a.first_exposed_at
-        ) as converted,
-        exists (
-            select 1 from exposures as x
-            where x.tenant_id = a.tenant_id
-                and x.experiment_id = a.experiment_id
-                and x.visitor_id = a.visitor_id
-                and x.variant <> a.variant
-        ) as switched
+        coalesce(c.last_converted_at >= a.first_exposed_at, false) as converted,
+        x.variants_seen > 1 as switched
     from assignments as a
+    left join last_conversions as c
+        on c.tenant_id = a.tenant_id
+        and c.visitor_id = a.visitor_id
+    inner join exposed_variants as x
+        on x.tenant_id = a.tenant_id
+        and x.experiment_id = a.experiment_id
+        and x.visitor_id = a.visitor_id
 ),
 
 variants as (

@@ -107,7 +107,7 @@ class RowEncoder:
         self._event_types: set[object] = set()
         self._currencies: set[object] = set()
         self._header: list[str] | None = None
-        self._csv: tuple[tuple[int, ...], int, tuple[tuple[str, int], ...], int] | None = None
+        self._csv: tuple[itemgetter, int, tuple[tuple[str, int], ...], int] | None = None
 
     def _plan(self, layout: tuple[str, ...]) -> _Plan | None:
         try:
@@ -159,30 +159,33 @@ class RowEncoder:
     def encode_csv(
         self, header: list[str], fields: list[str], *, needs_escape: bool, short: bool
     ) -> str | None:
-        """`encode` for a CSV row given as its fields (as many as the header has)."""
+        """`encode` for a CSV row given as its fields (as many as the header has; one more
+        is appended)."""
         if header is not self._header:
             self._header = header
             self._csv = None
             if len(set(header)) == len(header):  # a repeated name: the slow path
                 plan = self._plan(tuple(header))
                 if plan is not None:
-                    at = header.index
+                    absent = len(header)
+
+                    def at(key: str | None) -> int:
+                        return absent if key is None else header.index(key)
+
                     self._csv = (
-                        tuple(-1 if key is None else at(key) for key in plan.keys),
-                        -1 if plan.tenant_key is None else at(plan.tenant_key),
+                        itemgetter(*(at(key) for key in plan.keys)),
+                        at(plan.tenant_key),
                         tuple((key, at(key)) for key in plan.extra),
-                        at("properties") if plan.properties else -1,
+                        at("properties") if plan.properties else absent,
                     )
         if self._csv is None:
             return None
-        positions, tenant_at, extra_at, properties_at = self._csv
-        values = [fields[i] if i >= 0 else None for i in positions]
-        if "" in values:
-            values = [None if v == "" else v for v in values]
+        pick, tenant_at, extra_at, properties_at = self._csv
+        fields.append("")  # what an absent column reads (its position is len(header))
         return self._encode(
-            values,
-            fields[tenant_at] if tenant_at >= 0 else None,
-            fields[properties_at] if properties_at >= 0 else None,
+            [value or None for value in pick(fields)],
+            fields[tenant_at],
+            fields[properties_at],
             [(key, fields[i]) for key, i in extra_at],
             needs_escape,
             short,

@@ -40,13 +40,13 @@ class SourceLine:
     violation: ContractViolation | None
 
 
-def _open_binary(path: Path) -> io.BufferedIOBase:
+def open_binary(path: Path) -> io.BufferedIOBase:
     return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
 
 
 def raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
     """(line number, bytes without the line ending), a UTF-8 BOM on line 1 removed."""
-    with _open_binary(path) as stream:
+    with open_binary(path) as stream:
         for number, raw in enumerate(stream, start=1):
             if raw.startswith(b"\xef\xbb\xbf") and number == 1:
                 raw = raw[3:]
@@ -105,8 +105,8 @@ class CsvLines:
     quoted field never continues on the next line); one reader is reused.
     """
 
-    def __init__(self) -> None:
-        self.header: list[str] | None = None
+    def __init__(self, header: list[str] | None = None) -> None:
+        self.header = header
         self._next_text: str | None = None
         self._reader = csv.reader(self)
 

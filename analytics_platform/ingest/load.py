@@ -1,31 +1,37 @@
 """Loading a tenant-day's landing files into `raw.file_events`, quarantining bad rows.
 
-Files stream through COPY in blocks of text rows, parsed in the calling thread
-while another thread sends the previous blocks; nothing is held whole in
-memory (quarantined rows spill to a temporary file past a few MB). Per file:
-rows read = rows loaded + rows quarantined, checked before the transaction commits.
+Files stream through COPY in blocks of text rows (convert.py): converted in the
+calling thread, or for large files by worker processes, while another thread
+sends the previous blocks. Nothing is held whole in memory (a bounded number
+of blocks is in flight; quarantined rows spill to a temporary file past a few
+MB). Per file: rows read = rows loaded + rows quarantined, checked before the
+transaction commits.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
+from typing import BinaryIO
 
-import orjson
 import psycopg
 
-from analytics_platform.ingest.contract import (
-    CONTRACT_COLUMNS,
-    MAX_TEXT_CHARS,
-    ContractViolation,
-    to_canonical,
+from analytics_platform.ingest.contract import CONTRACT_COLUMNS
+from analytics_platform.ingest.convert import (
+    BOM,
+    LAYER,
+    Converted,
+    Converter,
+    FileJob,
 )
-from analytics_platform.ingest.copy_text import copy_field, copy_line
-from analytics_platform.ingest.encode import RowEncoder
-from analytics_platform.ingest.files import CsvLines, decode_line, is_csv, json_line, raw_lines
+from analytics_platform.ingest.convert_worker import WorkerPool
+from analytics_platform.ingest.copy_text import copy_line
+from analytics_platform.ingest.files import is_csv, open_binary, raw_lines
 from analytics_platform.partitions import TenantDay
 from analytics_platform.resources.landing import LandingZoneResource
 from analytics_platform.resources.postgres import PostgresResource
@@ -44,8 +50,10 @@ QUARANTINE_COLUMNS = (
     "raw_text",
     "run_id",
 )
-LAYER = "raw_file_events"
-CHUNK_ROWS = 2000  # rows per COPY block: about 0.7 MB of tracker events
+CHUNK_ROWS = 2000  # lines per COPY block converted in this thread: ~0.7 MB of tracker events
+BLOCK_BYTES = 2 << 20  # bytes of landing file per block converted by a worker process
+PARALLEL_MIN_BYTES = 16 << 20  # smaller files are converted in this thread
+BLOCKS_PER_WORKER = 40  # blocks a worker process converts before it is replaced (80 MB)
 
 
 class LoadInvariantError(RuntimeError):
@@ -113,104 +121,84 @@ class QuarantineSpool:
         self._file.close()
 
 
-def _file_lines(
+def _file_blocks(
     path: Path,
     report: FileReport,
-    slice_: TenantDay,
-    landing: LandingZoneResource,
-    run_id: str,
+    job: FileJob,
     quarantine: QuarantineSpool,
-) -> Iterator[list[str]]:
-    """The file's loadable rows as COPY text lines, in chunks; its bad rows go to `quarantine`.
+    pool: WorkerPool | None,
+) -> Iterator[bytes]:
+    """The file's loadable rows as blocks of COPY text; its bad rows go to `quarantine`.
 
-    Plain records take `RowEncoder`'s fast path; every other line takes the
-    reference path (`read_landing_file`'s per-line readers and `to_canonical`),
-    which also decides every quarantine reason.
+    With a `pool`, blocks of whole lines are converted by its worker processes (one
+    block in hand each) and taken back in file order; else in this thread.
     """
-    window_start, window_end = landing.window(slice_.date)
-    encoder = RowEncoder(slice_.tenant, window_start, window_end)
-    lineage = (slice_.date, report.source)
-    middle = f"\t{copy_field(slice_.date)}\t{copy_field(report.source)}\t"
-    tail = f"\t{copy_field(run_id)}\n"
-    max_line_bytes = landing.max_line_bytes
-    csv_lines = CsvLines() if is_csv(path) else None
-    chunk: list[str] = []
-    for number, payload in raw_lines(path):
-        fields = None
-        if len(payload) <= max_line_bytes:
-            short = len(payload) <= MAX_TEXT_CHARS
-            if csv_lines is None:
-                try:
-                    record = orjson.loads(payload)
-                except orjson.JSONDecodeError:
-                    pass
-                else:
-                    fields = encoder.encode(record, needs_escape=b"\\" in payload, short=short)
-            elif csv_lines.header is not None:
-                try:
-                    text = payload.decode("utf-8")
-                except UnicodeDecodeError:
-                    pass
-                else:
-                    if text and not text.isspace():
-                        values = csv_lines.fields(text)
-                        if len(values) == len(csv_lines.header):
-                            fields = encoder.encode_csv(
-                                csv_lines.header,
-                                values,
-                                needs_escape="\\" in text or "\t" in text or "\r" in text,
-                                short=short,
-                            )
-        if fields is not None:
-            report.rows_read += 1
-            report.rows_loaded += 1
-            chunk.append(f"{fields}{middle}{number}{tail}")
-            if len(chunk) >= CHUNK_ROWS:
-                yield chunk
-                chunk = []
-            continue
 
-        # The reference path.
-        text, violation = decode_line(payload, max_line_bytes)
-        if csv_lines is None:
-            line = json_line(number, text, violation)
-        else:
-            line = csv_lines.line(number, text, violation)
-        if line is None:
-            continue  # a blank line, or the CSV header
-        report.rows_read += 1
-        violation = line.violation
-        if violation is None:
-            try:
-                values = to_canonical(
-                    line.record,
-                    tenant=slice_.tenant,
-                    window_start=window_start,
-                    window_end=window_end,
-                )
-            except ContractViolation as err:
-                violation = err
-            else:
-                report.rows_loaded += 1
-                chunk.append(copy_line((*values, *lineage, number, run_id)))
+    def take(converted: Converted) -> bytes:
+        report.rows_read += converted.rows_read
+        report.rows_loaded += converted.rows_loaded
+        report.rows_quarantined += len(converted.quarantined)
+        report.reasons.update(converted.reasons)
+        for row in converted.quarantined:
+            quarantine.append(row)
+        return converted.text
+
+    if pool is None:
+        converter = Converter(job)
+        lines = raw_lines(path)
+        while batch := list(islice(lines, CHUNK_ROWS)):
+            yield take(converter.convert(batch))
+        return
+
+    with open_binary(path) as stream:
+        number = 0
+        header = None
+        if job.csv:  # up to the header here: every block after it needs the header
+            converter = Converter(job)
+            while converter.csv_lines.header is None and (raw := stream.readline()):
+                number += 1
+                if number == 1 and raw.startswith(BOM):
+                    raw = raw[3:]
+                yield take(converter.convert([(number, raw.rstrip(b"\r\n"))]))
+            header = converter.csv_lines.header
+        idle, busy = list(range(pool.processes)), deque()
+        for first_number, block in _line_blocks(stream, number + 1):
+            if idle:
+                worker = idle.pop()
+                pool.send(worker, job, header, first_number, block)
+                busy.append(worker)
                 continue
-        report.rows_quarantined += 1
-        report.reasons[violation.reason.value] += 1
-        quarantine.append(
-            (
-                slice_.tenant,
-                slice_.date,
-                LAYER,
-                report.source,
-                number,
-                violation.reason.value,
-                violation.detail,
-                line.text,
-                run_id,
-            )
-        )
-    if chunk:
-        yield chunk
+            worker = busy.popleft()  # the oldest block: results come back in file order
+            converted = pool.receive(worker)
+            pool.send(worker, job, header, first_number, block)
+            busy.append(worker)
+            yield take(converted)
+        while busy:
+            yield take(pool.receive(busy.popleft()))
+
+
+def _line_blocks(stream: BinaryIO, first_number: int) -> Iterator[tuple[int, bytes]]:
+    """(number of its first line, block of whole lines) of about BLOCK_BYTES each."""
+    number, carry = first_number, b""
+    while data := stream.read(BLOCK_BYTES):
+        data = carry + data if carry else data
+        end = data.rfind(b"\n") + 1
+        if end == 0:
+            carry = data  # one line longer than a block: read on
+            continue
+        block, carry = data[:end], data[end:]
+        yield number, block
+        number += block.count(b"\n")
+    if carry:
+        yield number, carry
+
+
+def _parse_processes(landing: LandingZoneResource, files: list[Path]) -> int:
+    """Worker processes for this slice: none unless a file is large and cores are spare."""
+    if not any(path.stat().st_size >= PARALLEL_MIN_BYTES for path in files):
+        return 0
+    wanted = landing.parse_processes or min(os.cpu_count() or 1, 4)
+    return wanted if wanted > 1 else 0
 
 
 def replace_raw_slice(
@@ -254,12 +242,25 @@ def load_tenant_day(
     files = landing.files_for(slice_)
     reports = [FileReport(source=landing.relative(path)) for path in files]
     quarantine = QuarantineSpool()
+    window_start, window_end = landing.window(slice_.date)
+    processes = _parse_processes(landing, files)
+    pool = WorkerPool(processes, BLOCKS_PER_WORKER) if processes else None
 
     def all_blocks() -> Iterator[bytes]:
         for path, report in zip(files, reports, strict=True):
+            job = FileJob(
+                tenant=slice_.tenant,
+                day=slice_.date,
+                window_start=window_start,
+                window_end=window_end,
+                source=report.source,
+                run_id=run_id,
+                max_line_bytes=landing.max_line_bytes,
+                csv=is_csv(path),
+            )
+            large = pool is not None and path.stat().st_size >= PARALLEL_MIN_BYTES
             try:
-                for chunk in _file_lines(path, report, slice_, landing, run_id, quarantine):
-                    yield "".join(chunk).encode("utf-8")
+                yield from _file_blocks(path, report, job, quarantine, pool if large else None)
             except OSError as err:
                 raise OSError(
                     f"cannot read landing file {report.source} (line {report.rows_read + 1}) "
@@ -282,6 +283,8 @@ def load_tenant_day(
         postgres.copy_blocks(conn, QUARANTINE, QUARANTINE_COLUMNS, quarantine.blocks())
     finally:
         quarantine.close()
+        if pool is not None:
+            pool.close()
     for report in reports:
         if not report.balanced:
             raise LoadInvariantError(

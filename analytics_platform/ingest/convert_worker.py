@@ -11,11 +11,13 @@ children would import the parent's `__main__` (Dagster's whole CLI, in a run).
 from __future__ import annotations
 
 import contextlib
+import os
 import pickle
 import struct
 import subprocess
 import sys
 import traceback
+from pathlib import Path
 from typing import BinaryIO
 
 from analytics_platform.ingest.convert import Converted, FileJob, convert_block
@@ -60,7 +62,7 @@ class WorkerPool:
         proc = self._workers[worker]
         if proc is None:
             proc = self._workers[worker] = subprocess.Popen(
-                [sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+                _command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_environment()
             )
             self._blocks[worker] = 0
         write_message(proc.stdin, (job, header, first, block))
@@ -94,6 +96,19 @@ class WorkerPool:
     def close(self) -> None:
         for worker in range(self.processes):
             self._stop(worker, timeout=1)
+
+
+def _command() -> list[str]:
+    # -P (3.11+): the worker's sys.path does not start with the current directory.
+    safe_path = ["-P"] if sys.version_info >= (3, 11) else []
+    return [sys.executable, *safe_path, "-m", __name__]
+
+
+def _environment() -> dict[str, str]:
+    """The run's environment, with this very package first on the worker's path."""
+    package_root = str(Path(__file__).resolve().parents[2])
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, path]))}
 
 
 def serve(requests: BinaryIO, replies: BinaryIO) -> None:

@@ -2,13 +2,13 @@
 
     .venv/bin/pip install -e '.[bench]'    # dlt, for the comparison
     .venv/bin/python benchmarks/ingest.py [--rows 1000000] [--big-gb 2.0] [--skip-big]
-                                          [--skip-dlt] [--dlt-rows N]
+                                          [--skip-dlt] [--dlt-rows N] [--repeat 3]
 
 Generates tracker-shaped events once (seeded) under benchmarks/.work/ingest: a
 camelCase JSONL file (attribution.utmParams, a few properties outside the
 contract, one defective line in 10,000), the same events as a snake_case CSV,
 an equivalent CSV already in raw.file_events' columns for the ceiling, and
-(unless --skip-big) one JSONL file of about --big-gb GB for the memory check.
+(unless --skip-big) one JSONL file of about --big-gb GiB for the memory check.
 Uses DATABASE_URL's server (a fresh database, dropped afterwards) or the
 machine's Postgres at 127.0.0.1:5432.
 
@@ -18,7 +18,8 @@ Each loader runs in its own subprocess, so its peak RSS is its own:
 - ceiling: `psql -c "\\copy raw.file_events (...) FROM 'ceiling.csv' (FORMAT csv, HEADER)"`;
 - dlt: `dlt.pipeline(destination="postgres")` with its defaults, fed the JSONL
   file's records (json.loads per line); on --dlt-rows of them if fewer than --rows.
-The table is truncated and a CHECKPOINT taken before each load. Writes
+The table is truncated and a CHECKPOINT taken before each load; the ceiling and
+raw_file_events loads run --repeat times, round-robin, and the fastest counts. Writes
 benchmarks/results/ingest.json and its section of BENCHMARKS.md. Targets
 (issue 4): CSV >= 0.6 of the ceiling, JSONL >= 0.35, both >= 10x dlt, peak RSS
 under 500 MB whatever the file size.
@@ -258,7 +259,9 @@ def generate_big(source: Path, work: Path, gigabytes: float) -> Path:
     with open(path, "wb") as out:
         while written < target:
             piece = block[: target - written]
-            piece = piece[: piece.rfind(b"\n") + 1] or block
+            piece = piece[: piece.rfind(b"\n") + 1]  # whole lines only
+            if not piece:
+                break
             out.write(piece)
             written += len(piece)
     return path
@@ -463,8 +466,13 @@ def run(args, url: str) -> dict[str, object]:
         result["rows"] = rows
         result["seconds"] = seconds
         result["rows_per_s"] = round(rows / seconds)
-        loaders[name] = result
         print(f"{name}: {json.dumps(result)}", flush=True)
+        best = loaders.get(name)
+        samples = [*(best or {}).get("samples_rows_per_s", []), result["rows_per_s"]]
+        peak = max(result["peak_rss_mb"], (best or {}).get("peak_rss_mb", 0))
+        if best is None or result["rows_per_s"] > best["rows_per_s"]:
+            best = result
+        loaders[name] = {**best, "samples_rows_per_s": samples, "peak_rss_mb": peak}
 
     columns = ",".join(
         (
@@ -476,15 +484,20 @@ def run(args, url: str) -> dict[str, object]:
         )
     )
     copy = f"\\copy raw.file_events ({columns}) FROM '{data['ceiling']}' WITH (FORMAT csv, HEADER)"
-    measure(
-        "ceiling_psql_copy",
-        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", url, "-c", copy],
-        data["valid"],
-    )
-    measure("raw_file_events_csv", me("--child", "raw", url, landing, TENANTS["csv"]), args.rows)
-    measure(
-        "raw_file_events_jsonl", me("--child", "raw", url, landing, TENANTS["jsonl"]), args.rows
-    )
+    # Round-robin, best of --repeat: on a shared machine a burst of someone else's
+    # load then hits one sample of each loader rather than one loader's only sample.
+    for _ in range(args.repeat):
+        measure(
+            "ceiling_psql_copy",
+            ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", url, "-c", copy],
+            data["valid"],
+        )
+        measure(
+            "raw_file_events_csv", me("--child", "raw", url, landing, TENANTS["csv"]), args.rows
+        )
+        measure(
+            "raw_file_events_jsonl", me("--child", "raw", url, landing, TENANTS["jsonl"]), args.rows
+        )
     if not args.skip_dlt:
         dlt_rows = min(args.dlt_rows or args.rows, args.rows)
         measure(
@@ -498,7 +511,7 @@ def run(args, url: str) -> dict[str, object]:
         big = loaders.pop("raw_file_events_big_jsonl")
         big["rows"] = big["rows_read"]
         big["rows_per_s"] = round(big["rows"] / big["seconds"])
-        big["file_gb"] = round(big_path.stat().st_size / 1024**3, 2)
+        big["file_gib"] = round(big_path.stat().st_size / 1024**3, 2)
 
     ceiling = loaders["ceiling_psql_copy"]["rows_per_s"]
     dlt_rate = loaders.get("dlt_postgres_jsonl", {}).get("rows_per_s")
@@ -512,6 +525,7 @@ def run(args, url: str) -> dict[str, object]:
         "load_average_before": open("/proc/loadavg").read().split()[:3],
         "versions": versions(),
         "rows": args.rows,
+        "repeat": args.repeat,
         "defective_rows": data["defects"],
         "file_bytes": data["bytes"],
         "loaders": loaders,
@@ -533,7 +547,7 @@ def verdicts(r: dict[str, object]) -> list[tuple[str, bool | None, str]]:
         out.append(("both >= 10x dlt", None, "dlt skipped"))
     rss = [csv_["peak_rss_mb"], jsonl["peak_rss_mb"]] + ([big["peak_rss_mb"]] if big else [])
     note = f"max {max(rss):.0f} MB" + (
-        f" ({big['file_gb']} GB file: {big['peak_rss_mb']:.0f} MB)"
+        f" ({big['file_gib']} GiB file: {big['peak_rss_mb']:.0f} MB)"
         if big
         else " (big file skipped)"
     )
@@ -560,7 +574,7 @@ def write_report(r: dict[str, object]) -> None:
     big = r["big_file"]
     if big:
         rows.append(
-            f"| raw_file_events, one {big['file_gb']} GB JSONL file | {big['rows']:,} | "
+            f"| raw_file_events, one {big['file_gib']} GiB JSONL file | {big['rows']:,} | "
             f"{big['seconds']:.1f} | {big['rows_per_s']:,} | - | - | {big['peak_rss_mb']:.0f} |"
         )
     raw = r["loaders"]["raw_file_events_jsonl"]
@@ -576,7 +590,9 @@ def write_report(r: dict[str, object]) -> None:
             "raw_file_events are the asset step (load, quarantine, drift check, commit) of an "
             f"in-process materialization (JSONL: load_tenant_day {raw['load_s']:.1f}s of "
             f"{raw['step_s']:.1f}s step, {raw['run_s']:.1f}s whole run). Peak RSS is the "
-            "loader's process tree.",
+            "loader's process tree (the most of any run). The ceiling and raw_file_events "
+            f"ran {r['repeat']} times each, round-robin, and the fastest run counts "
+            "(all runs' rows/s are in results/ingest.json); dlt and the big file ran once.",
             "",
             "| loader | rows | seconds | rows/s | x ceiling | x dlt | peak RSS MB |",
             "|---|---|---|---|---|---|---|",
@@ -612,6 +628,12 @@ def main() -> None:
     parser.add_argument("--big-gb", type=float, default=2.0)
     parser.add_argument("--skip-big", action="store_true", help="Skip the big-file RSS check.")
     parser.add_argument("--skip-dlt", action="store_true", help="Skip the dlt comparison.")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="Runs of the ceiling and raw_file_events loads, round-robin; the best counts.",
+    )
     parser.add_argument(
         "--dlt-rows", type=int, default=None, help="Feed dlt only this many rows (rates compared)."
     )

@@ -68,6 +68,7 @@ KNOWN_KEYS = frozenset(
 )
 EVENT_TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 CURRENCY_PATTERN = re.compile(r"^[A-Z]{3}$")
+EPOCH_PATTERN = re.compile(r"-?\d+(\.\d+)?")
 MAX_TEXT_CHARS = 4096
 
 
@@ -122,7 +123,7 @@ def parse_timestamp(value: object) -> dt.datetime:
             return dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc)
         if isinstance(value, str):
             text = value.strip()
-            if re.fullmatch(r"-?\d+(\.\d+)?", text):
+            if ":" not in text and EPOCH_PATTERN.fullmatch(text):
                 return parse_timestamp(float(text))
             parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
             if parsed.tzinfo is None:

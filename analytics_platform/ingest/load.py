@@ -1,21 +1,37 @@
 """Loading a tenant-day's landing files into `raw.file_events`, quarantining bad rows.
 
-Files stream through COPY; nothing is held whole in memory except the
-quarantined rows of the slice. Per file: rows read = rows loaded + rows
-quarantined, checked before the transaction commits.
+Files stream through COPY in blocks of text rows (convert.py): converted in the
+calling thread, or for large files by worker processes, while another thread
+sends the previous blocks. Nothing is held whole in memory (a bounded number
+of blocks is in flight; quarantined rows spill to a temporary file past a few
+MB). Per file: rows read = rows loaded + rows quarantined, checked before the
+transaction commits.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import os
+import tempfile
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
+from typing import BinaryIO
 
 import psycopg
 
-from analytics_platform.ingest.contract import CONTRACT_COLUMNS, ContractViolation, to_canonical
-from analytics_platform.ingest.files import read_landing_file
+from analytics_platform.ingest.contract import CONTRACT_COLUMNS
+from analytics_platform.ingest.convert import (
+    BOM,
+    LAYER,
+    Converted,
+    Converter,
+    FileJob,
+)
+from analytics_platform.ingest.convert_worker import WorkerPool
+from analytics_platform.ingest.copy_text import copy_line
+from analytics_platform.ingest.files import is_csv, open_binary, raw_lines
 from analytics_platform.partitions import TenantDay
 from analytics_platform.resources.landing import LandingZoneResource
 from analytics_platform.resources.postgres import PostgresResource
@@ -34,7 +50,10 @@ QUARANTINE_COLUMNS = (
     "raw_text",
     "run_id",
 )
-LAYER = "raw_file_events"
+CHUNK_ROWS = 2000  # lines per COPY block converted in this thread: ~0.7 MB of tracker events
+BLOCK_BYTES = 2 << 20  # bytes of landing file per block converted by a worker process
+PARALLEL_MIN_BYTES = 16 << 20  # smaller files are converted in this thread
+BLOCKS_PER_WORKER = 40  # blocks a worker process converts before it is replaced (80 MB)
 
 
 class LoadInvariantError(RuntimeError):
@@ -78,48 +97,108 @@ class SliceReport:
         return sum((f.reasons for f in self.files), Counter())
 
 
-def _file_rows(
+class QuarantineSpool:
+    """A slice's quarantine rows as COPY text: in memory up to `max_memory` bytes, then on disk.
+
+    Quarantined rows are normally few, but a wholly broken file must not hold
+    them all in memory; they are COPYed after the raw rows, in the same transaction.
+    """
+
+    def __init__(self, max_memory: int = 8 << 20):
+        self._file = tempfile.SpooledTemporaryFile(max_size=max_memory, mode="w+b")  # noqa: SIM115 closed by close()
+        self.rows = 0
+
+    def append(self, row: tuple[object, ...]) -> None:
+        self._file.write(copy_line(row).encode("utf-8"))
+        self.rows += 1
+
+    def blocks(self, size: int = 1 << 20) -> Iterator[bytes]:
+        self._file.seek(0)
+        while block := self._file.read(size):
+            yield block
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _file_blocks(
     path: Path,
     report: FileReport,
-    slice_: TenantDay,
-    landing: LandingZoneResource,
-    run_id: str,
-    quarantined: list[tuple[object, ...]],
-) -> Iterator[tuple[object, ...]]:
-    window_start, window_end = landing.window(slice_.date)
-    lineage = (slice_.date, report.source)
-    for line in read_landing_file(path, max_line_bytes=landing.max_line_bytes):
-        report.rows_read += 1
-        violation = line.violation
-        if violation is None:
-            try:
-                values = to_canonical(
-                    line.record,
-                    tenant=slice_.tenant,
-                    window_start=window_start,
-                    window_end=window_end,
-                )
-            except ContractViolation as err:
-                violation = err
-            else:
-                report.rows_loaded += 1
-                yield (*values, *lineage, line.line_number, run_id)
+    job: FileJob,
+    quarantine: QuarantineSpool,
+    pool: WorkerPool | None,
+) -> Iterator[bytes]:
+    """The file's loadable rows as blocks of COPY text; its bad rows go to `quarantine`.
+
+    With a `pool`, blocks of whole lines are converted by its worker processes (one
+    block in hand each) and taken back in file order; else in this thread.
+    """
+
+    def take(converted: Converted) -> bytes:
+        report.rows_read += converted.rows_read
+        report.rows_loaded += converted.rows_loaded
+        report.rows_quarantined += len(converted.quarantined)
+        report.reasons.update(converted.reasons)
+        for row in converted.quarantined:
+            quarantine.append(row)
+        return converted.text
+
+    if pool is None:
+        converter = Converter(job)
+        lines = raw_lines(path)
+        while batch := list(islice(lines, CHUNK_ROWS)):
+            yield take(converter.convert(batch))
+        return
+
+    with open_binary(path) as stream:
+        number = 0
+        header = None
+        if job.csv:  # up to the header here: every block after it needs the header
+            converter = Converter(job)
+            while converter.csv_lines.header is None and (raw := stream.readline()):
+                number += 1
+                if number == 1 and raw.startswith(BOM):
+                    raw = raw[3:]
+                yield take(converter.convert([(number, raw.rstrip(b"\r\n"))]))
+            header = converter.csv_lines.header
+        idle, busy = list(range(pool.processes)), deque()
+        for first_number, block in _line_blocks(stream, number + 1):
+            if idle:
+                worker = idle.pop()
+                pool.send(worker, job, header, first_number, block)
+                busy.append(worker)
                 continue
-        report.rows_quarantined += 1
-        report.reasons[violation.reason.value] += 1
-        quarantined.append(
-            (
-                slice_.tenant,
-                slice_.date,
-                LAYER,
-                report.source,
-                line.line_number,
-                violation.reason.value,
-                violation.detail,
-                line.text,
-                run_id,
-            )
-        )
+            worker = busy.popleft()  # the oldest block: results come back in file order
+            converted = pool.receive(worker)
+            pool.send(worker, job, header, first_number, block)
+            busy.append(worker)
+            yield take(converted)
+        while busy:
+            yield take(pool.receive(busy.popleft()))
+
+
+def _line_blocks(stream: BinaryIO, first_number: int) -> Iterator[tuple[int, bytes]]:
+    """(number of its first line, block of whole lines) of about BLOCK_BYTES each."""
+    number, carry = first_number, b""
+    while data := stream.read(BLOCK_BYTES):
+        data = carry + data if carry else data
+        end = data.rfind(b"\n") + 1
+        if end == 0:
+            carry = data  # one line longer than a block: read on
+            continue
+        block, carry = data[:end], data[end:]
+        yield number, block
+        number += block.count(b"\n")
+    if carry:
+        yield number, carry
+
+
+def _parse_processes(landing: LandingZoneResource, files: list[Path]) -> int:
+    """Worker processes for this slice: none unless a file is large and cores are spare."""
+    if not any(path.stat().st_size >= PARALLEL_MIN_BYTES for path in files):
+        return 0
+    wanted = landing.parse_processes or min(os.cpu_count() or 1, 4)
+    return wanted if wanted > 1 else 0
 
 
 def replace_raw_slice(
@@ -162,12 +241,26 @@ def load_tenant_day(
     """
     files = landing.files_for(slice_)
     reports = [FileReport(source=landing.relative(path)) for path in files]
-    quarantined: list[tuple[object, ...]] = []
+    quarantine = QuarantineSpool()
+    window_start, window_end = landing.window(slice_.date)
+    processes = _parse_processes(landing, files)
+    pool = WorkerPool(processes, BLOCKS_PER_WORKER) if processes else None
 
-    def all_rows() -> Iterator[tuple[object, ...]]:
+    def all_blocks() -> Iterator[bytes]:
         for path, report in zip(files, reports, strict=True):
+            job = FileJob(
+                tenant=slice_.tenant,
+                day=slice_.date,
+                window_start=window_start,
+                window_end=window_end,
+                source=report.source,
+                run_id=run_id,
+                max_line_bytes=landing.max_line_bytes,
+                csv=is_csv(path),
+            )
+            large = pool is not None and path.stat().st_size >= PARALLEL_MIN_BYTES
             try:
-                yield from _file_rows(path, report, slice_, landing, run_id, quarantined)
+                yield from _file_blocks(path, report, job, quarantine, pool if large else None)
             except OSError as err:
                 raise OSError(
                     f"cannot read landing file {report.source} (line {report.rows_read + 1}) "
@@ -175,7 +268,23 @@ def load_tenant_day(
                     f"partition {slice_.partition_key}"
                 ) from err
 
-    replace_raw_slice(postgres, conn, RAW_FILE_EVENTS, LAYER, slice_, all_rows(), quarantined)
+    try:
+        # As replace_raw_slice does: the raw rows first, then the quarantine they filled.
+        postgres.delete_slice(conn, RAW_FILE_EVENTS, slice_.tenant, [slice_.date])
+        postgres.copy_blocks(conn, RAW_FILE_EVENTS, RAW_COLUMNS, all_blocks())
+        postgres.delete_slice(
+            conn,
+            QUARANTINE,
+            slice_.tenant,
+            [slice_.date],
+            date_column="partition_date",
+            scope={"layer": LAYER},
+        )
+        postgres.copy_blocks(conn, QUARANTINE, QUARANTINE_COLUMNS, quarantine.blocks())
+    finally:
+        quarantine.close()
+        if pool is not None:
+            pool.close()
     for report in reports:
         if not report.balanced:
             raise LoadInvariantError(

@@ -34,6 +34,15 @@ class LandingZoneResource(ConfigurableResource):
     max_line_bytes: int = Field(
         default=1_048_576, gt=0, description="Longer lines are quarantined as oversized."
     )
+    parse_processes: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Worker processes that parse large landing files (16 MB and more) while the "
+            "run's process streams them to Postgres: 0 means one per CPU core (at most 4), "
+            "1 parses in the run's process."
+        ),
+    )
 
     def day_dir(self, slice_: TenantDay) -> Path:
         return Path(self.root) / slice_.tenant / slice_.date.isoformat()

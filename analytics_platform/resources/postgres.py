@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import queue
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import resources as package_files
@@ -94,6 +96,21 @@ class PostgresResource(ConfigurableResource):
                     scope=scope,
                     conn=own,
                 )
+        self.delete_slice(conn, table, tenant, dates, date_column=date_column, scope=scope)
+        return self.copy_rows(conn, table, columns, rows)
+
+    def delete_slice(
+        self,
+        conn: psycopg.Connection,
+        table: str,
+        tenant: str,
+        dates: Sequence[dt.date],
+        *,
+        date_column: str = "_partition_date",
+        scope: Mapping[str, object] | None = None,
+    ) -> None:
+        """Lock a tenant's slice of `table` for `dates` until `conn` commits, and empty it."""
+        validate_tenant_id(tenant)
         for day in sorted(set(dates)):
             # Two runs rebuilding the same slice would otherwise both load it.
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{table}|{tenant}|{day}",))
@@ -109,7 +126,50 @@ class PostgresResource(ConfigurableResource):
             ),
             (tenant, list(dates), *scope.values()),
         )
-        return self.copy_rows(conn, table, columns, rows)
+
+    def copy_blocks(
+        self,
+        conn: psycopg.Connection,
+        table: str,
+        columns: Sequence[str],
+        blocks: Iterable[bytes],
+        *,
+        queue_blocks: int = 4,
+    ) -> None:
+        """Stream blocks of COPY text rows (see ingest/copy_text.py) into `table`.
+
+        `blocks` is consumed in the calling thread while another thread sends the
+        previous blocks, so producing rows and Postgres loading them overlap; at
+        most `queue_blocks` blocks wait in between.
+        """
+        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            qualified(table), sql.SQL(", ").join(map(sql.Identifier, columns))
+        )
+        pending: queue.Queue[bytes | None] = queue.Queue(maxsize=queue_blocks)
+        failed: list[BaseException] = []
+        with conn.cursor() as cur, cur.copy(statement) as copy:
+
+            def send() -> None:
+                try:
+                    while (block := pending.get()) is not None:
+                        copy.write(block)
+                except BaseException as err:
+                    failed.append(err)
+                    while pending.get() is not None:
+                        pass  # unblock the producer; it stops at its next block
+
+            sender = threading.Thread(target=send, name="copy-sender", daemon=True)
+            sender.start()
+            try:
+                for block in blocks:
+                    if failed:
+                        break
+                    pending.put(block)
+            finally:
+                pending.put(None)
+                sender.join()
+            if failed:
+                raise failed[0]
 
     def libpq_env(self) -> dict[str, str]:
         """The connection as PG* environment variables, for tools such as dbt."""

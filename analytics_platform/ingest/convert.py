@@ -1,0 +1,196 @@
+"""Landing file lines -> COPY text rows and quarantine records, in the run or in worker processes.
+
+`Converter.convert` turns numbered physical lines into a `Converted` batch.
+Plain records take `RowEncoder`'s fast path; every other line takes the
+reference path (the per-line readers of files.py and `to_canonical`), which
+decides every quarantine reason. `convert_block` does the same for a block of
+whole lines in a worker process; this module imports nothing heavier than the
+contract, so workers start quickly.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import datetime as dt
+import io
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+import orjson
+
+from analytics_platform.ingest.contract import MAX_TEXT_CHARS, ContractViolation, to_canonical
+from analytics_platform.ingest.copy_text import copy_field, copy_line
+from analytics_platform.ingest.encode import RowEncoder
+from analytics_platform.ingest.files import CsvLines, decode_line, json_line
+
+LAYER = "raw_file_events"
+BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True)
+class FileJob:
+    """What converting one landing file's lines needs to know."""
+
+    tenant: str
+    day: dt.date
+    window_start: dt.datetime
+    window_end: dt.datetime
+    source: str
+    run_id: str
+    max_line_bytes: int
+    csv: bool
+
+
+@dataclass
+class Converted:
+    """A batch of lines: COPY text of the loadable rows, counts, and the quarantine records."""
+
+    text: bytes = b""
+    rows_read: int = 0
+    rows_loaded: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    quarantined: list[tuple[object, ...]] = field(default_factory=list)
+
+
+class Converter:
+    """Converts one file's lines, batch after batch (a CSV file's header is kept between)."""
+
+    def __init__(self, job: FileJob, header: list[str] | None = None):
+        self.job = job
+        self.encoder = RowEncoder(job.tenant, job.window_start, job.window_end)
+        self.csv_lines = CsvLines(header) if job.csv else None
+        self._middle = f"\t{copy_field(job.day)}\t{copy_field(job.source)}\t"
+        self._tail = f"\t{copy_field(job.run_id)}\n"
+
+    def convert(self, lines: Iterable[tuple[int, bytes]]) -> Converted:
+        """`lines`: (physical line number, bytes without the line ending, BOM removed)."""
+        job, encoder, csv_lines = self.job, self.encoder, self.csv_lines
+        middle, tail = self._middle, self._tail
+        max_line_bytes = job.max_line_bytes
+        out: list[str] = []
+        done = Converted()
+        loaded_fast = 0
+        for number, payload in lines:
+            fields = None
+            if len(payload) <= max_line_bytes:
+                short = len(payload) <= MAX_TEXT_CHARS
+                if csv_lines is None:
+                    try:
+                        record = orjson.loads(payload)
+                    except orjson.JSONDecodeError:
+                        pass
+                    else:
+                        fields = encoder.encode(record, needs_escape=b"\\" in payload, short=short)
+                elif csv_lines.header is not None:
+                    try:
+                        text = payload.decode("utf-8")
+                    except UnicodeDecodeError:
+                        pass
+                    else:
+                        if text and not text.isspace():
+                            values = csv_lines.fields(text)
+                            if len(values) == len(csv_lines.header):
+                                fields = encoder.encode_csv(
+                                    csv_lines.header,
+                                    values,
+                                    needs_escape="\\" in text or "\t" in text or "\r" in text,
+                                    short=short,
+                                )
+            if fields is not None:
+                loaded_fast += 1
+                out.append(f"{fields}{middle}{number}{tail}")
+                continue
+
+            # The reference path.
+            text, violation = decode_line(payload, max_line_bytes)
+            if csv_lines is None:
+                line = json_line(number, text, violation)
+            else:
+                line = csv_lines.line(number, text, violation)
+            if line is None:
+                continue  # a blank line, or the CSV header
+            done.rows_read += 1
+            violation = line.violation
+            if violation is None:
+                try:
+                    values = to_canonical(
+                        line.record,
+                        tenant=job.tenant,
+                        window_start=job.window_start,
+                        window_end=job.window_end,
+                    )
+                except ContractViolation as err:
+                    violation = err
+                else:
+                    done.rows_loaded += 1
+                    out.append(copy_line((*values, job.day, job.source, number, job.run_id)))
+                    continue
+            done.reasons[violation.reason.value] += 1
+            done.quarantined.append(
+                (
+                    job.tenant,
+                    job.day,
+                    LAYER,
+                    job.source,
+                    number,
+                    violation.reason.value,
+                    violation.detail,
+                    line.text,
+                    job.run_id,
+                )
+            )
+        done.rows_read += loaded_fast
+        done.rows_loaded += loaded_fast
+        done.text = "".join(out).encode("utf-8")
+        return done
+
+
+def block_lines(block: bytes, first_number: int) -> Iterator[tuple[int, bytes]]:
+    """Whole lines of a file read as bytes, numbered from `first_number`.
+
+    Lines are split as iterating the binary file splits them (on b"\\n" only),
+    their ending stripped as `files.raw_lines` strips it, and a UTF-8 BOM
+    removed from line 1.
+    """
+    for number, raw in enumerate(io.BytesIO(block), start=first_number):
+        if number == 1 and raw.startswith(BOM):
+            raw = raw[3:]
+        yield number, raw.rstrip(b"\r\n")
+
+
+_converters: dict[tuple[FileJob, tuple[str, ...] | None], Converter] = {}
+
+
+def convert_block(
+    job: FileJob, header: list[str] | None, first_number: int, block: bytes
+) -> Converted:
+    """`Converter.convert` of a block of whole lines; runs in a worker process."""
+    key = (job, None if header is None else tuple(header))
+    converter = _converters.get(key)
+    if converter is None:
+        if len(_converters) >= 8:
+            _converters.clear()
+        converter = _converters[key] = Converter(job, header)
+    converted = converter.convert(block_lines(block, first_number))
+    del block
+    _release_free_memory()
+    return converted
+
+
+def _load_malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None  # not glibc
+
+
+_malloc_trim = _load_malloc_trim() if sys.platform.startswith("linux") else None
+
+
+def _release_free_memory() -> None:
+    """Give freed heap pages back to the OS (glibc keeps them; a worker's RSS would creep)."""
+    if _malloc_trim is not None:
+        _malloc_trim(0)

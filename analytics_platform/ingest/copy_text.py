@@ -1,0 +1,57 @@
+"""Rows in PostgreSQL's COPY text format, built as strings and sent in large blocks.
+
+Formatting rows here and writing blocks of many rows is several times cheaper
+than `copy.write_row` per row. Format: fields separated by a tab, rows ended by
+a newline, NULL as `\\N`; a backslash, tab, newline or carriage return inside a
+value is escaped with a backslash (see the COPY documentation, "Text Format").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+
+NULL = "\\N"
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def escape(text: str) -> str:
+    """A string as a COPY text field (escapes backslash, tab, newline, carriage return)."""
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        return text.translate(_ESCAPES)
+    return text
+
+
+def copy_field(value: object) -> str:
+    """One value as a COPY text field; the types `to_canonical` and the lineage produce."""
+    if value is None:
+        return NULL
+    if isinstance(value, str):
+        return escape(value)
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, int | Decimal | float):
+        return str(value)
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    raise TypeError(f"cannot write {type(value).__name__} to COPY text")
+
+
+def copy_line(values: Sequence[object]) -> str:
+    """A whole row, newline included."""
+    return "\t".join(map(copy_field, values)) + "\n"
+
+
+def blocks(lines: Iterable[str], block_chars: int = 1 << 20) -> Iterable[bytes]:
+    """Join lines into UTF-8 blocks of about `block_chars` characters."""
+    pending: list[str] = []
+    size = 0
+    for line in lines:
+        pending.append(line)
+        size += len(line)
+        if size >= block_chars:
+            yield "".join(pending).encode("utf-8")
+            pending, size = [], 0
+    if pending:
+        yield "".join(pending).encode("utf-8")

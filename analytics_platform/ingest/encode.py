@@ -1,0 +1,316 @@
+"""A fast path from a record to its COPY text row, for records that plainly meet the contract.
+
+`RowEncoder.encode` returns exactly what `copy_line(to_canonical(record))` would
+give (as stored values: jsonb and timestamptz are compared as Postgres stores
+them), or None when the record is anything but plain: then the caller takes the
+slow path, `to_canonical`, which decides and explains. The fast path never
+refuses a record itself, so quarantine reasons and details all come from
+`to_canonical`.
+
+Most of the cost of `to_canonical` is generic lookups repeated per record; here
+the lookups are planned once per key layout (a tracker sends the same keys in
+the same order, record after record) and the checks are the cheapest that are
+equivalent for plain values.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from operator import itemgetter
+
+import orjson
+
+from analytics_platform.ingest.contract import (
+    ALIASES,
+    CONTRACT_COLUMNS,
+    CURRENCY_PATTERN,
+    EVENT_TYPE_PATTERN,
+    KNOWN_KEYS,
+    MAX_TEXT_CHARS,
+    REQUIRED,
+    TENANT_ALIASES,
+    UTM_FIELDS,
+    ContractViolation,
+    _revenue,
+    parse_timestamp,
+)
+from analytics_platform.ingest.copy_text import NULL, escape
+
+# orjson reads an integer literal beyond 64 bits as a float, the json module as an
+# int: a float this large in properties may be such a literal, so the record takes
+# the slow path (the contract's other columns refuse such values anyway).
+HUGE_FLOAT = 2.0**63
+UTC = dt.timezone.utc
+
+# Columns in CONTRACT_COLUMNS order, except tenant_id and properties.
+_PICKED = tuple(c for c in CONTRACT_COLUMNS if c not in ("tenant_id", "properties"))
+_INDEX = {column: i for i, column in enumerate(_PICKED)}
+_UTM_INDEX = tuple((_INDEX[f], f) for f in UTM_FIELDS)
+_REQUIRED_INDEX = tuple(_INDEX[c] for c in REQUIRED)
+_OCCURRED, _TYPE = _INDEX["occurred_at"], _INDEX["event_type"]
+_REVENUE, _CURRENCY = _INDEX["revenue"], _INDEX["currency"]
+_TENANT_AT = CONTRACT_COLUMNS.index("tenant_id")
+_PLAN_CACHE_SIZE = 256
+_KNOWN_VALUES = 1024
+
+
+_fromisoformat = dt.datetime.fromisoformat
+
+
+def _has_huge_float(value: dict | list) -> bool:
+    """Whether a float of at least 2**63 in magnitude is anywhere inside `value`."""
+    for item in value.values() if type(value) is dict else value:
+        kind = type(item)
+        if kind is float:
+            if not -HUGE_FLOAT < item < HUGE_FLOAT:
+                return True
+        elif (kind is dict or kind is list) and _has_huge_float(item):
+            return True
+    return False
+
+
+class _Plan:
+    """Where each column's value is in records with one key layout (or one CSV header)."""
+
+    __slots__ = ("attribution", "extra", "keys", "properties", "tenant_key")
+
+    def __init__(self, layout: tuple[str, ...]):
+        present = set(layout)
+        keys: list[str | None] = []
+        for column in _PICKED:
+            spellings = [s for s in ALIASES[column] if s in present]
+            if len(spellings) > 1:
+                raise _NoPlan  # which spelling wins depends on values: the slow path decides
+            keys.append(spellings[0] if spellings else None)
+        tenant = [s for s in TENANT_ALIASES if s in present]
+        if len(tenant) > 1:
+            raise _NoPlan
+        self.keys = tuple(keys)
+        self.tenant_key = tenant[0] if tenant else None
+        self.extra = tuple(k for k in layout if k not in KNOWN_KEYS)
+        self.attribution = "attribution" in present
+        self.properties = "properties" in present
+
+
+class _NoPlan(Exception):
+    pass
+
+
+class RowEncoder:
+    """COPY text rows (the contract's columns) for one tenant-day's window."""
+
+    def __init__(self, tenant: str, window_start: dt.datetime, window_end: dt.datetime):
+        self.tenant = tenant
+        self.window_start = window_start
+        self.window_end = window_end
+        self._plans: dict[tuple[str, ...], _Plan | None] = {}
+        self._event_types: set[object] = set()
+        self._currencies: set[object] = set()
+        self._header: list[str] | None = None
+        self._csv: tuple[itemgetter, int, tuple[tuple[str, int], ...], int] | None = None
+
+    def _plan(self, layout: tuple[str, ...]) -> _Plan | None:
+        try:
+            return self._plans[layout]
+        except KeyError:
+            if len(self._plans) >= _PLAN_CACHE_SIZE:
+                self._plans.clear()
+            try:
+                plan = _Plan(layout)
+            except _NoPlan:
+                plan = None
+            self._plans[layout] = plan
+            return plan
+
+    def encode(self, record: object, *, needs_escape: bool, short: bool) -> str | None:
+        """The row's first 21 fields (tab-separated, no newline), or None for the slow path.
+
+        `record` comes from orjson or is a CSV row's dict. `needs_escape`: its source
+        text may hold a backslash, tab, newline or carriage return inside a value.
+        `short`: its source text is at most MAX_TEXT_CHARS long, so no value is longer.
+        """
+        if type(record) is not dict:
+            return None
+        plan = self._plan(tuple(record))
+        if plan is None:
+            return None
+        get = record.get
+        values = [get(key) for key in plan.keys]  # get(None) is None: the absent columns
+        if "" in values:
+            values = [None if v == "" else v for v in values]
+        if plan.attribution:
+            attribution = record["attribution"]
+            if isinstance(attribution, dict):
+                params = attribution.get("utmParams")
+                if isinstance(params, dict):
+                    for at, name in _UTM_INDEX:
+                        if not values[at]:
+                            values[at] = params.get(name)
+        extra = [(key, record[key]) for key in plan.extra]
+        return self._encode(
+            values,
+            get(plan.tenant_key),
+            get("properties") if plan.properties else None,
+            extra,
+            needs_escape,
+            short,
+        )
+
+    def encode_csv(
+        self, header: list[str], fields: list[str], *, needs_escape: bool, short: bool
+    ) -> str | None:
+        """`encode` for a CSV row given as its fields (as many as the header has; one more
+        is appended)."""
+        if header is not self._header:
+            self._header = header
+            self._csv = None
+            if len(set(header)) == len(header):  # a repeated name: the slow path
+                plan = self._plan(tuple(header))
+                if plan is not None:
+                    absent = len(header)
+
+                    def at(key: str | None) -> int:
+                        return absent if key is None else header.index(key)
+
+                    self._csv = (
+                        itemgetter(*(at(key) for key in plan.keys)),
+                        at(plan.tenant_key),
+                        tuple((key, at(key)) for key in plan.extra),
+                        at("properties") if plan.properties else absent,
+                    )
+        if self._csv is None:
+            return None
+        pick, tenant_at, extra_at, properties_at = self._csv
+        fields.append("")  # what an absent column reads (its position is len(header))
+        return self._encode(
+            [value or None for value in pick(fields)],
+            fields[tenant_at],
+            fields[properties_at],
+            [(key, fields[i]) for key, i in extra_at],
+            needs_escape,
+            short,
+        )
+
+    def _encode(
+        self,
+        values: list,
+        payload_tenant: object,
+        explicit: object,
+        extra: list[tuple[str, object]],
+        needs_escape: bool,
+        short: bool,
+    ) -> str | None:
+        if payload_tenant is not None and payload_tenant != "" and payload_tenant != self.tenant:
+            return None
+        if None in _required(values):
+            return None
+        revenue = values[_REVENUE]
+        values[_REVENUE] = None
+        # Every other value must be a string (the slow path converts ints, refuses the rest).
+        if not set(map(type, values)) <= _STR_OR_NONE:
+            return None
+        if not short and any(len(v) > MAX_TEXT_CHARS for v in values if v is not None):
+            return None
+
+        text = values[_OCCURRED]
+        if ":" in text:  # not epoch seconds: parse_timestamp, minus its numeric branch
+            try:
+                occurred_at = _fromisoformat(text.strip().replace("Z", "+00:00"))
+            except ValueError:
+                return None
+            if occurred_at.tzinfo is not UTC:
+                if occurred_at.tzinfo is None:
+                    return None
+                occurred_at = occurred_at.astimezone(UTC)
+        else:
+            try:
+                occurred_at = parse_timestamp(text)
+            except ContractViolation:
+                return None
+        if not self.window_start <= occurred_at < self.window_end:
+            return None
+        if not _TRACKER_TIME(text):
+            # The tracker's own form (2026-06-01T10:00:00.000Z) Postgres reads as is.
+            values[_OCCURRED] = occurred_at.isoformat()
+        event_type = values[_TYPE]
+        if event_type not in self._event_types:
+            if not EVENT_TYPE_PATTERN.fullmatch(event_type):
+                return None
+            if len(self._event_types) < _KNOWN_VALUES:
+                self._event_types.add(event_type)
+        currency = values[_CURRENCY]
+        if currency is not None and currency not in self._currencies:
+            if not CURRENCY_PATTERN.fullmatch(currency):
+                return None
+            if len(self._currencies) < _KNOWN_VALUES:
+                self._currencies.add(currency)
+        if revenue is not None:
+            if type(revenue) is not str and type(revenue) is not float and type(revenue) is not int:
+                return None
+            try:
+                values[_REVENUE] = str(_revenue(revenue))
+            except ContractViolation:
+                return None
+
+        properties = _properties(explicit, extra)
+        if properties is None:
+            return None
+        nulls = values.count(None)
+        fields = [NULL if v is None else v for v in values]
+        fields.insert(_TENANT_AT, self.tenant)
+        core = "\t".join(fields)
+        if needs_escape and not (
+            core.count("\t") == _SEPARATORS
+            and core.count("\\") == nulls
+            and "\n" not in core
+            and "\r" not in core
+        ):
+            fields = [NULL if v is None else escape(v) for v in values]
+            fields.insert(_TENANT_AT, self.tenant)
+            core = "\t".join(fields)
+        return f"{core}\t{properties}"
+
+
+def _tracker_time(text: str) -> bool:
+    """`YYYY-MM-DDTHH:MM:SS.fffZ` (digits already checked by fromisoformat)."""
+    return (
+        len(text) == 24
+        and text[23] == "Z"
+        and text[10] == "T"
+        and text[19] == "."
+        and text[4] == text[7] == "-"
+        and text[13] == text[16] == ":"
+    )
+
+
+_TRACKER_TIME = _tracker_time
+_STR_OR_NONE = frozenset({str, type(None)})
+_SEPARATORS = len(CONTRACT_COLUMNS) - 2  # tabs between the first 20 fields
+_required = itemgetter(*_REQUIRED_INDEX)
+
+
+def _properties(explicit: object, extra: list[tuple[str, object]]) -> str | None:
+    """`properties` as COPY text of its JSON, or None for the slow path."""
+    props: dict[str, object] = {}
+    if isinstance(explicit, str) and explicit:
+        try:
+            explicit = orjson.loads(explicit)
+        except orjson.JSONDecodeError:
+            return None
+    if explicit is not None and explicit != "":
+        if not isinstance(explicit, dict):
+            return None
+        props.update(explicit)
+    for key, value in extra:
+        if value is not None and value != "":
+            props[key] = value
+    try:
+        text = orjson.dumps(props)
+    except TypeError:
+        return None
+    # orjson writes floats as Python does: one of 2**63 or more has an exponent "e+".
+    if b"e+" in text and _has_huge_float(props):
+        return None
+    if b"\\" in text:
+        text = text.replace(b"\\", b"\\\\")
+    return text.decode("utf-8")

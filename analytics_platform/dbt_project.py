@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from dagster_dbt import DbtCliResource, DbtProject
+from packaging.version import Version
 
 DEFAULT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
 
@@ -43,8 +44,26 @@ def dbt_executable() -> str:
     return str(beside_python) if beside_python.exists() else "dbt"
 
 
+_DBT_VERSIONS: dict[str, Version] = {}
+
+
+class PlatformDbtCliResource(DbtCliResource):
+    """dagster-dbt's resource, asking `dbt --version` once per process instead of per step.
+
+    dagster-dbt runs `dbt --version` (about 2 s here) every time a step initializes
+    the resource, i.e. for each dbt step of each run; the answer cannot change
+    while the process lives.
+    """
+
+    @property
+    def _cli_version(self) -> Version:
+        if self.dbt_executable not in _DBT_VERSIONS:
+            _DBT_VERSIONS[self.dbt_executable] = DbtCliResource._cli_version.func(self)
+        return _DBT_VERSIONS[self.dbt_executable]
+
+
 def dbt_resource() -> DbtCliResource:
-    return DbtCliResource(project_dir=dbt_project(), dbt_executable=dbt_executable())
+    return PlatformDbtCliResource(project_dir=dbt_project(), dbt_executable=dbt_executable())
 
 
 def prepare() -> Path:

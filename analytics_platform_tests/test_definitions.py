@@ -76,3 +76,17 @@ def test_marts_explain_themselves_in_the_ui():
         assert node.automation_condition is not None
     sessions = graph.get(AssetKey("fct_sessions")).metadata["dagster/column_schema"].columns
     assert {"session_id", "session_start", "channel", "is_bounce"} <= {c.name for c in sessions}
+
+
+def test_dbt_version_is_asked_once_per_process():
+    from functools import cached_property
+
+    from dagster_dbt import DbtCliResource
+
+    from analytics_platform.dbt_project import dbt_resource
+
+    # The hook PlatformDbtCliResource overrides must still be dagster-dbt's.
+    assert isinstance(DbtCliResource.__dict__["_cli_version"], cached_property)
+    first, second = dbt_resource(), dbt_resource()
+    assert first._cli_version.major == 1
+    assert second._cli_version is first._cli_version  # no second `dbt --version`

@@ -21,7 +21,7 @@ from analytics_platform.checks.layers import MARTS_CHECKS, RAW_CHECKS, STAGING_C
 from analytics_platform.checks.parity import ingest_parity
 from analytics_platform.checks.slices import SliceQuery, read_slice
 from analytics_platform.checks.validation import MAX_SAMPLES, validate
-from analytics_platform.partitions import TenantDay
+from analytics_platform.partitions import TenantDay, range_tags
 from analytics_platform.resources.alerts import AlertWebhookResource
 from analytics_platform.tenants.registry import register_tenant, transition
 from analytics_platform_tests.events import day_file, tracker_event, write_lines
@@ -289,7 +289,9 @@ def good_day(tenant):
     ]
 
 
-def test_a_good_slice_passes_every_layer_check(landing_dir, resources, instance, new_tenant):
+def test_a_good_slice_passes_every_layer_check_and_parity_catches_a_tampered_one(
+    landing_dir, resources, instance, postgres, new_tenant
+):
     tenant = new_tenant("good")
     instance.add_dynamic_partitions("tenants", [tenant])
     write_lines(day_file(landing_dir, tenant, D), good_day(tenant))
@@ -303,6 +305,40 @@ def test_a_good_slice_passes_every_layer_check(landing_dir, resources, instance,
     assert failed == {}
     assert checks["stg_events_schema"].metadata["rows_checked"].value == 4
     assert checks["fct_sessions_schema"].metadata["rows_checked"].value == 2
+
+    with postgres.transaction() as conn:  # a staging row lost, a mart hand-edited
+        conn.execute(
+            "DELETE FROM staging.stg_events WHERE tenant_id = %s AND event_id = 'b1'", (tenant,)
+        )
+        conn.execute(
+            "UPDATE marts.fct_daily_metrics SET visitors = visitors + 5 WHERE tenant_id = %s",
+            (tenant,),
+        )
+
+    checks = {
+        name: run_check([*STAGING_CHECKS, *MARTS_CHECKS], name, postgres, tenant)
+        for name in (
+            "stg_events_parity_with_raw",
+            "fct_daily_metrics_parity_with_staging",
+            "fct_channel_daily_parity_with_sessions",
+        )
+    }
+
+    staging = checks["stg_events_parity_with_raw"]
+    assert staging.metadata["failed_rules"].value == {"staged_events_match_raw_after_dedup": 1}
+    assert f"| staged_events_match_raw_after_dedup | {tenant} | {D} | 4 | 3 |" in (
+        staging.metadata["failure_samples"].value
+    )
+    marts = checks["fct_daily_metrics_parity_with_staging"]
+    assert marts.metadata["failed_rules"].value == {
+        "daily_events_match_staged": 1,  # the mart still counts the deleted event
+        "daily_visitors_match_distinct_staged_visitors": 1,
+        "daily_page_views_match_staged": 1,
+    }
+    assert f"| daily_visitors_match_distinct_staged_visitors | {tenant} | {D} | 1 | 7 |" in (
+        marts.metadata["failure_samples"].value
+    )
+    assert checks["fct_channel_daily_parity_with_sessions"].passed
 
 
 def test_a_failed_blocking_staging_check_stops_marts_and_serving_in_the_same_run(
@@ -400,48 +436,6 @@ def test_raw_checks_catch_rows_that_bypassed_the_loader(
     assert raw.metadata["failure_samples"].value.count("manual.sql") == MAX_SAMPLES
 
 
-def test_parity_checks_report_the_tenant_day_and_both_counts(
-    landing_dir, resources, instance, postgres, new_tenant
-):
-    tenant = new_tenant("parity")
-    instance.add_dynamic_partitions("tenants", [tenant])
-    write_lines(day_file(landing_dir, tenant, D), good_day(tenant))
-    assert build(tenant, D, resources, instance).success
-    with postgres.transaction() as conn:  # a staging row lost, a mart hand-edited
-        conn.execute(
-            "DELETE FROM staging.stg_events WHERE tenant_id = %s AND event_id = 'b1'", (tenant,)
-        )
-        conn.execute(
-            "UPDATE marts.fct_daily_metrics SET visitors = visitors + 5 WHERE tenant_id = %s",
-            (tenant,),
-        )
-
-    checks = {
-        name: run_check([*STAGING_CHECKS, *MARTS_CHECKS], name, postgres, tenant)
-        for name in (
-            "stg_events_parity_with_raw",
-            "fct_daily_metrics_parity_with_staging",
-            "fct_channel_daily_parity_with_sessions",
-        )
-    }
-
-    staging = checks["stg_events_parity_with_raw"]
-    assert staging.metadata["failed_rules"].value == {"staged_events_match_raw_after_dedup": 1}
-    assert f"| staged_events_match_raw_after_dedup | {tenant} | {D} | 4 | 3 |" in (
-        staging.metadata["failure_samples"].value
-    )
-    marts = checks["fct_daily_metrics_parity_with_staging"]
-    assert marts.metadata["failed_rules"].value == {
-        "daily_events_match_staged": 1,  # the mart still counts the deleted event
-        "daily_visitors_match_distinct_staged_visitors": 1,
-        "daily_page_views_match_staged": 1,
-    }
-    assert f"| daily_visitors_match_distinct_staged_visitors | {tenant} | {D} | 1 | 7 |" in (
-        marts.metadata["failure_samples"].value
-    )
-    assert checks["fct_channel_daily_parity_with_sessions"].passed
-
-
 def test_ingest_parity_compares_what_was_read_with_what_is_stored(
     landing_dir, resources, instance, postgres, new_tenant
 ):
@@ -483,9 +477,14 @@ def test_a_tenant_whose_data_stops_arriving_is_flagged_and_alerted(
             day_file(landing_dir, tenant, yesterday),
             [tracker_event("e1", "v1", f"{yesterday}T12:00:00Z")],
         )
-        assert build(
-            tenant, yesterday, resources, instance, selection=["raw_file_events", "stg_events"]
-        ).success
+    both = materialize(
+        ALL_ASSETS,
+        selection=["raw_file_events", "stg_events"],
+        tags=range_tags([fresh, quiet], [yesterday]),  # one run for both tenants
+        resources=resources,
+        instance=instance,
+    )
+    assert both.success
     with postgres.transaction() as conn:
         conn.execute(
             "UPDATE staging.stg_events SET ingested_at = now() - interval '30 hours' "

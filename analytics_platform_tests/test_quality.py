@@ -397,14 +397,9 @@ def test_a_failed_warn_check_reports_and_lets_the_run_go_on(
     assert {"fct_sessions", "serving_daily_metrics"} <= materialized(result)
 
 
-def test_raw_checks_catch_rows_that_bypassed_the_loader(
-    landing_dir, resources, instance, postgres, new_tenant
-):
-    tenant = new_tenant("bypass")
-    instance.add_dynamic_partitions("tenants", [tenant])
-    write_lines(day_file(landing_dir, tenant, D), good_day(tenant))
-    assert build(tenant, D, resources, instance, selection=["raw_file_events"]).success
-    with postgres.transaction() as conn:  # e.g. a manual backfill with the wrong clock
+def insert_rows_two_days_off(postgres, tenant):
+    """25 rows written straight into raw, around the loader, stamped two days early."""
+    with postgres.transaction() as conn:
         conn.execute(
             "INSERT INTO raw.file_events (event_id, tenant_id, event_type, occurred_at, "
             "visitor_id, _partition_date, _source, _source_line) "
@@ -412,6 +407,16 @@ def test_raw_checks_catch_rows_that_bypassed_the_loader(
             "'manual.sql', n FROM generate_series(1, 25) AS n",
             (tenant, f"{D}T10:00:00Z", D),
         )
+
+
+def test_raw_checks_catch_rows_that_bypassed_the_loader(
+    landing_dir, resources, instance, postgres, new_tenant
+):
+    tenant = new_tenant("bypass")
+    instance.add_dynamic_partitions("tenants", [tenant])
+    write_lines(day_file(landing_dir, tenant, D), good_day(tenant))
+    assert build(tenant, D, resources, instance, selection=["raw_file_events"]).success
+    insert_rows_two_days_off(postgres, tenant)  # a manual backfill, wrong clock
 
     result = build(
         tenant,
@@ -422,14 +427,7 @@ def test_raw_checks_catch_rows_that_bypassed_the_loader(
     )
     # The loader rebuilds the slice from its files: the manual rows are gone again.
     assert check_results(result)["raw_file_events_schema"].passed
-    with postgres.transaction() as conn:
-        conn.execute(
-            "INSERT INTO raw.file_events (event_id, tenant_id, event_type, occurred_at, "
-            "visitor_id, _partition_date, _source, _source_line) "
-            "SELECT 'm' || n, %s, 'page_view', %s::timestamptz - interval '2 days', 'v9', %s, "
-            "'manual.sql', n FROM generate_series(1, 25) AS n",
-            (tenant, f"{D}T10:00:00Z", D),
-        )
+    insert_rows_two_days_off(postgres, tenant)
     raw = run_check(RAW_CHECKS, "raw_file_events_schema", postgres, tenant)
     assert not raw.passed
     assert raw.metadata["failed_rules"].value == {"occurred_at_inside_partition_day": 25}

@@ -42,11 +42,11 @@ import time
 import uuid
 from pathlib import Path
 
+from common import fresh_database, write_section
+
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "benchmarks" / ".work" / "ingest"
 RESULTS = ROOT / "benchmarks" / "results" / "ingest.json"
-REPORT = ROOT / "BENCHMARKS.md"
-MARK_START, MARK_END = "<!-- ingest:start -->", "<!-- ingest:end -->"
 DAY = dt.date(2026, 6, 1)
 TENANTS = {"jsonl": "bench_jsonl", "csv": "bench_csv", "big": "bench_big"}
 DEFECT_EVERY = 10_000
@@ -64,15 +64,6 @@ ARRIVALS = (
     (None, None, "https://news.ycombinator.com/"),
 )
 LOCALES = ("en-US", "de-DE", "fr-FR", "ja-JP")
-
-
-def server_url() -> str:
-    from analytics_platform.stack import with_database
-
-    return with_database(
-        os.environ.get("DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/postgres",
-        "postgres",
-    )
 
 
 # --- data -------------------------------------------------------------------------------
@@ -595,7 +586,6 @@ def write_report(r: dict[str, object]) -> None:
     raw = r["loaders"]["raw_file_events_jsonl"]
     section = "\n".join(
         [
-            MARK_START,
             "## Ingest: raw_file_events vs the COPY ceiling and dlt",
             "",
             f"`benchmarks/ingest.py`, {r['rows']:,} tracker-shaped events per file "
@@ -615,20 +605,9 @@ def write_report(r: dict[str, object]) -> None:
             *rows,
             "",
             *(f"- {label}: {value} — **{mark(ok)}**" for label, ok, value in verdicts(r)),
-            MARK_END,
         ]
     )
-    text = (
-        REPORT.read_text()
-        if REPORT.exists()
-        else "# Benchmarks\n\nMeasured, never timed in tests.\n"
-    )
-    if MARK_START in text:
-        before, rest = text.split(MARK_START, 1)
-        text = before + section + rest.split(MARK_END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    REPORT.write_text(text)
+    write_section("ingest", section)
 
 
 def main() -> None:
@@ -655,23 +634,9 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    import psycopg
-    from psycopg import sql
-
-    from analytics_platform.stack import with_database
-
     WORK.mkdir(parents=True, exist_ok=True)
-    server = server_url()
-    database = f"ap_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-    try:
-        results = run(args, with_database(server, database))
-    finally:
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
-            )
+    with fresh_database() as database_url:
+        results = run(args, database_url)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     write_report(results)

@@ -19,27 +19,14 @@ import platform
 import shutil
 import sys
 import time
-import uuid
 from pathlib import Path
 
-import psycopg
-from psycopg import sql
+from common import fresh_database, step_seconds, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "benchmarks" / ".work" / "pipeline"
 RESULTS = ROOT / "benchmarks" / "results" / "pipeline.json"
-REPORT = ROOT / "BENCHMARKS.md"
-MARK_START, MARK_END = "<!-- pipeline:start -->", "<!-- pipeline:end -->"
 START = dt.date(2026, 6, 1)
-
-
-def server_url() -> str:
-    from analytics_platform.stack import with_database
-
-    return with_database(
-        os.environ.get("DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/postgres",
-        "postgres",
-    )
 
 
 def timed(label: str, action) -> float:
@@ -52,27 +39,10 @@ def timed(label: str, action) -> float:
     return seconds
 
 
-def step_seconds(instance, run_id: str) -> dict[str, float]:
-    """Wall time of each step of a run, from its event log."""
-    from dagster import DagsterEventType
-
-    started, seconds = {}, {}
-    for entry in instance.all_logs(run_id):
-        event = entry.dagster_event
-        if event is None or event.step_key is None:
-            continue
-        if event.event_type == DagsterEventType.STEP_START:
-            started[event.step_key] = entry.timestamp
-        elif event.event_type == DagsterEventType.STEP_SUCCESS:
-            seconds[event.step_key] = round(entry.timestamp - started[event.step_key], 2)
-    return seconds
-
-
 def write_report(results: dict) -> None:
     r = results
     section = "\n".join(
         [
-            MARK_START,
             "## Pipeline: one tenant-day, and a backfill single-run vs per-partition",
             "",
             f"`benchmarks/pipeline.py`, {r['events_per_day']} events per tenant-day, "
@@ -104,20 +74,9 @@ def write_report(results: dict) -> None:
             "Steps of the single run (seconds): "
             + ", ".join(f"{step} {sec}" for step, sec in r["single_run_steps_s"].items())
             + ".",
-            MARK_END,
         ]
     )
-    text = (
-        REPORT.read_text()
-        if REPORT.exists()
-        else "# Benchmarks\n\nMeasured, never timed in tests.\n"
-    )
-    if MARK_START in text:
-        before, rest = text.split(MARK_START, 1)
-        text = before + section + rest.split(MARK_END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    REPORT.write_text(text)
+    write_section("pipeline", section)
 
 
 def main() -> None:
@@ -132,25 +91,14 @@ def main() -> None:
 
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
-    server = server_url()
-    database = f"ap_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-    from analytics_platform.stack import with_database
-
-    os.environ.update(
-        DATABASE_URL=with_database(server, database),
-        CLICKHOUSE_URL=f"chdb://{WORK / 'clickhouse'}",
-        LANDING_DIR=str(WORK / "landing"),
-        ALERT_WEBHOOK_URL="",
-    )
-    try:
+    with fresh_database() as database_url:
+        os.environ.update(
+            DATABASE_URL=database_url,
+            CLICKHOUSE_URL=f"chdb://{WORK / 'clickhouse'}",
+            LANDING_DIR=str(WORK / "landing"),
+            ALERT_WEBHOOK_URL="",
+        )
         results = run(args)
-    finally:
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
-            )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     write_report(results)

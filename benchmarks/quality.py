@@ -19,20 +19,16 @@ import os
 import platform
 import shutil
 import sys
-import uuid
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline import server_url, step_seconds  # the sibling benchmark's helpers
+from common import fresh_database, step_seconds, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "benchmarks" / ".work" / "quality"
 RESULTS = ROOT / "benchmarks" / "results" / "quality.json"
-REPORT = ROOT / "BENCHMARKS.md"
-MARK_START, MARK_END = "<!-- quality:start -->", "<!-- quality:end -->"
 DAY = dt.date(2026, 6, 2)
 TARGET = 0.10
 LAYERS = {
@@ -97,7 +93,6 @@ def write_report(results: dict) -> None:
     worst = max(r["fraction"] for r in results["runs"])
     section = "\n".join(
         [
-            MARK_START,
             "## Quality: checks next to the builds they check",
             "",
             f"`benchmarks/quality.py`, one tenant-day per size, a `tenant_day_pipeline` run "
@@ -112,16 +107,9 @@ def write_report(results: dict) -> None:
             "",
             f"Worst overall fraction: **{worst:.1%}** (target <= {TARGET:.0%}: "
             f"{'met' if worst <= TARGET else 'NOT met'}).",
-            MARK_END,
         ]
     )
-    text = REPORT.read_text() if REPORT.exists() else "# Benchmarks\n"
-    if MARK_START in text:
-        before, rest = text.split(MARK_START, 1)
-        text = before + section + rest.split(MARK_END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    REPORT.write_text(text)
+    write_section("quality", section)
 
 
 def main() -> None:
@@ -131,25 +119,19 @@ def main() -> None:
 
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
-    server = server_url()
-    database = f"ap_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-    from analytics_platform.stack import with_database
-
-    os.environ.update(
-        DATABASE_URL=with_database(server, database),
-        CLICKHOUSE_URL=f"chdb://{WORK / 'clickhouse'}",
-        LANDING_DIR=str(WORK / "landing"),
-        ALERT_WEBHOOK_URL="",
-    )
-    try:
+    with fresh_database() as database_url:
+        os.environ.update(
+            DATABASE_URL=database_url,
+            CLICKHOUSE_URL=f"chdb://{WORK / 'clickhouse'}",
+            LANDING_DIR=str(WORK / "landing"),
+            ALERT_WEBHOOK_URL="",
+        )
         from dagster import DagsterInstance
 
         from analytics_platform.definitions import defs
         from analytics_platform.resources.postgres import PostgresResource
 
-        PostgresResource(url=os.environ["DATABASE_URL"]).ensure_warehouse()
+        PostgresResource(url=database_url).ensure_warehouse()
         job = defs.resolve_job_def("tenant_day_pipeline")
         with DagsterInstance.ephemeral() as instance:
             measure(instance, job, 200, Path(os.environ["LANDING_DIR"]))  # warm-up
@@ -157,11 +139,6 @@ def main() -> None:
             for events in args.events_per_day:
                 runs.append(measure(instance, job, events, Path(os.environ["LANDING_DIR"])))
                 print(json.dumps(runs[-1], indent=2), flush=True)
-    finally:
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
-            )
     results = {
         "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{os.cpu_count()} cores, Python {platform.python_version()}, {sys.platform}",

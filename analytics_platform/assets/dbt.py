@@ -163,6 +163,36 @@ def in_database(manifest: Mapping[str, Any], database: str) -> dict[str, Any]:
     }
 
 
+COLUMN_METADATA_KEYS = ("dagster/column_schema", "dagster/column_lineage")
+# (manifest file state, model) -> its column schema and lineage, as last fetched.
+_column_metadata: dict[tuple[tuple[int, int], str], dict[str, Any]] = {}
+
+
+def with_column_metadata(invocation: Any, models: set[str]) -> Iterator[Any]:
+    """dbt's events, each model's output carrying its column schema and column lineage.
+
+    Lineage comes from parsing each model's compiled SQL (about 4 s for the marts),
+    and it only changes when the models do, i.e. with the manifest: a process
+    fetches it once per model and manifest, and reuses it for later runs.
+    """
+    stat = manifest_path().stat()
+    state = (stat.st_mtime_ns, stat.st_size)
+    if not all((state, model) in _column_metadata for model in models):
+        for event in invocation.stream().fetch_column_metadata(with_column_lineage=True):
+            name = getattr(event, "output_name", None)
+            if isinstance(event, Output) and name in models:
+                kept = {k: v for k, v in event.metadata.items() if k in COLUMN_METADATA_KEYS}
+                if kept:
+                    _column_metadata[(state, name)] = kept
+            yield event
+        return
+    for event in invocation.stream():
+        name = getattr(event, "output_name", None)
+        if isinstance(event, Output) and name in models:
+            event = event.with_metadata({**event.metadata, **_column_metadata[(state, name)]})
+        yield event
+
+
 def _translator() -> PlatformDbtTranslator:
     return PlatformDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
@@ -201,7 +231,9 @@ def dbt_layer(layer: str) -> AssetsDefinition:
             invocation = dbt.cli(args, context=context)
         if "PGDATABASE" in env:
             invocation.manifest = in_database(invocation.manifest, env["PGDATABASE"])
-        events = invocation.stream().fetch_column_metadata(with_column_lineage=True)
+        # Selected outputs include the dbt tests' check results; keep the models.
+        models = set(context.selected_output_names) & set(model_relations())
+        events = with_column_metadata(invocation, models)
         yield from with_slice_row_counts(events, postgres, window)
 
     return build_layer

@@ -231,8 +231,8 @@ def dbt_layer(layer: str) -> AssetsDefinition:
             invocation = dbt.cli(args, context=context)
         if "PGDATABASE" in env:
             invocation.manifest = in_database(invocation.manifest, env["PGDATABASE"])
-        # Selected outputs include the dbt tests' check results; keep the models.
-        models = set(context.selected_output_names) & set(model_relations())
+        # Asset keys are the model names (PlatformDbtTranslator).
+        models = {key.path[-1] for key in context.selected_asset_keys} & set(model_relations())
         events = with_column_metadata(invocation, models)
         yield from with_slice_row_counts(events, postgres, window)
 

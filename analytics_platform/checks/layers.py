@@ -16,6 +16,7 @@ partition) and name the tenant-days they covered in their metadata.
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
+import pandas as pd
 import pandera.pandas as pa
 import psycopg
 from dagster import (
@@ -52,10 +53,19 @@ class SchemaCheck:
     severity: AssetCheckSeverity = ERROR
 
     def run(
-        self, conn: psycopg.Connection, slices: Sequence[TenantDay], tolerance_minutes: int
+        self,
+        conn: psycopg.Connection,
+        slices: Sequence[TenantDay],
+        tolerance_minutes: int,
+        frames: dict[SliceQuery, pd.DataFrame] | None = None,
     ) -> Outcome:
-        frame = read_slice(conn, self.query, slices, tolerance_minutes=tolerance_minutes)
-        return validate(self.model, frame, self.keys)
+        """Validate the run's rows; `frames` shares one read among checks of the same table."""
+        frames = {} if frames is None else frames
+        if self.query not in frames:
+            frames[self.query] = read_slice(
+                conn, self.query, slices, tolerance_minutes=tolerance_minutes
+            )
+        return validate(self.model, frames[self.query], self.keys)
 
 
 @dataclass(frozen=True)
@@ -66,7 +76,11 @@ class ParityCheck:
     severity: AssetCheckSeverity = ERROR
 
     def run(
-        self, conn: psycopg.Connection, slices: Sequence[TenantDay], tolerance_minutes: int
+        self,
+        conn: psycopg.Connection,
+        slices: Sequence[TenantDay],
+        tolerance_minutes: int,
+        frames: dict[SliceQuery, pd.DataFrame] | None = None,
     ) -> Outcome:
         return self.compare(conn, slices)
 
@@ -279,10 +293,11 @@ def layer_checks(name: str, checks: Sequence[Check]) -> AssetChecksDefinition:
         described = ", ".join(s.partition_key for s in slices[:10]) + (
             f" and {len(slices) - 10} more" if len(slices) > 10 else ""
         )
+        frames: dict[SliceQuery, pd.DataFrame] = {}
         with postgres.connect() as conn:
             for key in sorted(context.selected_asset_check_keys, key=str):
                 check = by_key[key]
-                outcome = check.run(conn, slices, landing.timestamp_tolerance_minutes)
+                outcome = check.run(conn, slices, landing.timestamp_tolerance_minutes, frames)
                 result = outcome.to_check_result(
                     check.name, check.asset, check.severity, f"tenant-days {described}"
                 )

@@ -42,6 +42,16 @@ def fresh_database() -> Iterator[str]:
             )
 
 
+def use_platform(database_url: str, work: Path) -> None:
+    """Point this process's platform at the benchmark's database and a scratch folder."""
+    os.environ.update(
+        DATABASE_URL=database_url,
+        CLICKHOUSE_URL=f"chdb://{work / 'clickhouse'}",
+        LANDING_DIR=str(work / "landing"),
+        ALERT_WEBHOOK_URL="",
+    )
+
+
 def step_seconds(instance, run_id: str) -> dict[str, float]:
     """Wall time of each step of a run, from its event log."""
     from dagster import DagsterEventType

@@ -44,6 +44,8 @@ from pathlib import Path
 
 from common import fresh_database, write_section
 
+from analytics_platform.ingest.contract import CONTRACT_COLUMNS
+
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "benchmarks" / ".work" / "ingest"
 RESULTS = ROOT / "benchmarks" / "results" / "ingest.json"
@@ -117,29 +119,8 @@ def defect(number: int, event: dict[str, object]) -> tuple[str, dict[str, object
     return "out_of_window", {**event, "timestamp": "2026-06-03T10:00:00.000Z"}
 
 
-CSV_COLUMNS = (
-    "event_id",
-    "tenant_id",
-    "event_type",
-    "event_name",
-    "occurred_at",
-    "visitor_id",
-    "user_id",
-    "session_id",
-    "url",
-    "path",
-    "referrer",
-    "utm_source",
-    "utm_medium",
-    "utm_campaign",
-    "utm_term",
-    "utm_content",
-    "experiment_id",
-    "variant",
-    "revenue",
-    "currency",
-    "properties",
-)
+# The canonical columns, with the snake_case input name of the session hint.
+CSV_COLUMNS = tuple("session_id" if c == "session_hint" else c for c in CONTRACT_COLUMNS)
 EXTRA = ("screen", "locale", "pageTitle", "viewport")
 
 

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import fresh_database, step_seconds, write_section
+from common import fresh_database, step_seconds, use_platform, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "benchmarks" / ".work" / "pipeline"
@@ -92,12 +92,7 @@ def main() -> None:
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
     with fresh_database() as database_url:
-        os.environ.update(
-            DATABASE_URL=database_url,
-            CLICKHOUSE_URL=f"chdb://{WORK / 'clickhouse'}",
-            LANDING_DIR=str(WORK / "landing"),
-            ALERT_WEBHOOK_URL="",
-        )
+        use_platform(database_url, WORK)
         results = run(args)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")

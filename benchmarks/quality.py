@@ -24,7 +24,7 @@ from pathlib import Path
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import fresh_database, step_seconds, write_section
+from common import fresh_database, step_seconds, use_platform, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "benchmarks" / ".work" / "quality"
@@ -120,12 +120,7 @@ def main() -> None:
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
     with fresh_database() as database_url:
-        os.environ.update(
-            DATABASE_URL=database_url,
-            CLICKHOUSE_URL=f"chdb://{WORK / 'clickhouse'}",
-            LANDING_DIR=str(WORK / "landing"),
-            ALERT_WEBHOOK_URL="",
-        )
+        use_platform(database_url, WORK)
         from dagster import DagsterInstance
 
         from analytics_platform.definitions import defs

@@ -190,8 +190,13 @@ def test_worker_processes_load_what_the_run_thread_loads(
         landing = LandingZoneResource(root=str(landing_dir), parse_processes=processes)
         with postgres.transaction() as conn:
             report = load.load_tenant_day(postgres, conn, landing, TenantDay(tenant, day), "r")
-        contents.append((*_slice_contents(postgres, tenant), report.rows_read, report.reasons))
+        fields = set().union(*(file.fields for file in report.files))
+        contents.append(
+            (*_slice_contents(postgres, tenant), report.rows_read, report.reasons, fields)
+        )
     assert contents[0] == contents[1] == contents[2]
-    raw, quarantined, rows_read, _ = contents[0]
+    raw, quarantined, rows_read, _, fields = contents[0]
+    # The drift check's input: exactly the keys of the properties loaded.
+    assert fields == {key for row in raw for key in row[8]} != set()
     assert len(raw) + len(quarantined) == rows_read > 1000  # not vacuous
     assert {reason for _, _, reason, _, _ in quarantined} >= {"invalid_json", "undecodable_bytes"}

@@ -42,6 +42,7 @@ from analytics_platform.tenants.registry import Tenant, TenantNotFound, get_tena
 RAW_API_EVENTS = "raw.api_events"
 LAYER = "raw_api_events"
 OCCURRED_AT = CONTRACT_COLUMNS.index("occurred_at")
+PROPERTIES = CONTRACT_COLUMNS.index("properties")
 
 API_SCHEMA = raw_table_schema(
     tenant="Tenant whose API served the event",
@@ -73,6 +74,7 @@ class DayReport:
     rows_loaded: int = 0
     rows_quarantined: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
+    fields: dict[str, set[str]] = field(default_factory=dict)  # page -> keys of its properties
     complete: bool = True
     resume_cursor: str | None = None
     last_event_at: dt.datetime | None = None
@@ -132,6 +134,7 @@ def _page_rows(
                 quarantine(page.source, line, err, json.dumps(event, default=str))
                 continue
             report.rows_loaded += 1
+            report.fields.setdefault(page.source, set()).update(json.loads(values[PROPERTIES]))
             occurred_at = values[OCCURRED_AT]
             if report.last_event_at is None or occurred_at > report.last_event_at:
                 report.last_event_at = occurred_at
@@ -287,7 +290,8 @@ def raw_api_events(
                     report = load_api_day(
                         postgres, conn, client, slice_, run_id, full_refresh=config.full_refresh
                     )
-                    for name, fields in record_new_fields(conn, RAW_API_EVENTS, [slice_]).items():
+                    seen = ((slice_, page, keys) for page, keys in report.fields.items())
+                    for name, fields in record_new_fields(conn, seen).items():
                         new_fields.setdefault(name, []).extend(fields)
                 reports.append(report)
                 if report.note:

@@ -105,7 +105,9 @@ def raw_file_events(
             versions = file_versions(landing, landing.files_for(slice_))
             reports.append(load_tenant_day(postgres, conn, landing, slice_, context.run.run_id))
             record_loaded_files(conn, slice_, versions, context.run.run_id)
-        new_fields = record_new_fields(conn, RAW_FILE_EVENTS, slices)
+        new_fields = record_new_fields(
+            conn, ((r.slice, f.source, f.fields) for r in reports for f in r.files)
+        )
     with postgres.connect() as conn:
         parity = ingest_parity(
             conn, RAW_FILE_EVENTS, LAYER, {r.slice: r.rows_read for r in reports}

@@ -21,12 +21,18 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from analytics_platform.ingest.contract import MAX_TEXT_CHARS, ContractViolation, to_canonical
+from analytics_platform.ingest.contract import (
+    CONTRACT_COLUMNS,
+    MAX_TEXT_CHARS,
+    ContractViolation,
+    to_canonical,
+)
 from analytics_platform.ingest.copy_text import copy_field, copy_line
 from analytics_platform.ingest.encode import RowEncoder
 from analytics_platform.ingest.files import CsvLines, decode_line, json_line
 
 LAYER = "raw_file_events"
+PROPERTIES_AT = CONTRACT_COLUMNS.index("properties")
 BOM = b"\xef\xbb\xbf"
 
 
@@ -53,6 +59,7 @@ class Converted:
     rows_loaded: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     quarantined: list[tuple[object, ...]] = field(default_factory=list)
+    fields: set[str] = field(default_factory=set)  # keys in the loaded rows' properties
 
 
 class Converter:
@@ -74,7 +81,7 @@ class Converter:
         done = Converted()
         loaded_fast = 0
         for number, payload in lines:
-            fields = None
+            row = None
             if len(payload) <= max_line_bytes:
                 short = len(payload) <= MAX_TEXT_CHARS
                 if csv_lines is None:
@@ -83,7 +90,7 @@ class Converter:
                     except orjson.JSONDecodeError:
                         pass
                     else:
-                        fields = encoder.encode(record, needs_escape=b"\\" in payload, short=short)
+                        row = encoder.encode(record, needs_escape=b"\\" in payload, short=short)
                 elif csv_lines.header is not None:
                     try:
                         text = payload.decode("utf-8")
@@ -93,15 +100,15 @@ class Converter:
                         if text and not text.isspace():
                             values = csv_lines.fields(text)
                             if len(values) == len(csv_lines.header):
-                                fields = encoder.encode_csv(
+                                row = encoder.encode_csv(
                                     csv_lines.header,
                                     values,
                                     needs_escape="\\" in text or "\t" in text or "\r" in text,
                                     short=short,
                                 )
-            if fields is not None:
+            if row is not None:
                 loaded_fast += 1
-                out.append(f"{fields}{middle}{number}{tail}")
+                out.append(f"{row}{middle}{number}{tail}")
                 continue
 
             # The reference path.
@@ -126,6 +133,7 @@ class Converter:
                     violation = err
                 else:
                     done.rows_loaded += 1
+                    done.fields.update(orjson.loads(values[PROPERTIES_AT]))
                     out.append(copy_line((*values, job.day, job.source, number, job.run_id)))
                     continue
             done.reasons[violation.reason.value] += 1
@@ -144,6 +152,8 @@ class Converter:
             )
         done.rows_read += loaded_fast
         done.rows_loaded += loaded_fast
+        done.fields |= encoder.fields
+        encoder.fields = set()
         done.text = "".join(out).encode("utf-8")
         return done
 

@@ -107,6 +107,7 @@ class RowEncoder:
         self._event_types: set[object] = set()
         self._currencies: set[object] = set()
         self._header: list[str] | None = None
+        self.fields: set[str] = set()  # keys of the properties of the rows encoded
         self._csv: tuple[itemgetter, int, tuple[tuple[str, int], ...], int] | None = None
 
     def _plan(self, layout: tuple[str, ...]) -> _Plan | None:
@@ -252,9 +253,11 @@ class RowEncoder:
             except ContractViolation:
                 return None
 
-        properties = _properties(explicit, extra)
-        if properties is None:
+        encoded = _properties(explicit, extra)
+        if encoded is None:
             return None
+        properties, keys = encoded
+        self.fields.update(keys)
         nulls = values.count(None)
         fields = [NULL if v is None else v for v in values]
         fields.insert(_TENANT_AT, self.tenant)
@@ -289,8 +292,10 @@ _SEPARATORS = len(CONTRACT_COLUMNS) - 2  # tabs between the first 20 fields
 _required = itemgetter(*_REQUIRED_INDEX)
 
 
-def _properties(explicit: object, extra: list[tuple[str, object]]) -> str | None:
-    """`properties` as COPY text of its JSON, or None for the slow path."""
+def _properties(
+    explicit: object, extra: list[tuple[str, object]]
+) -> tuple[str, dict[str, object]] | None:
+    """`properties` as COPY text of its JSON, and as a dict; or None for the slow path."""
     props: dict[str, object] = {}
     if isinstance(explicit, str) and explicit:
         try:
@@ -313,4 +318,4 @@ def _properties(explicit: object, extra: list[tuple[str, object]]) -> str | None
         return None
     if b"\\" in text:
         text = text.replace(b"\\", b"\\\\")
-    return text.decode("utf-8")
+    return text.decode("utf-8"), props

@@ -69,6 +69,7 @@ class FileReport:
     rows_loaded: int = 0
     rows_quarantined: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
+    fields: set[str] = field(default_factory=set)  # keys in the loaded rows' properties
 
     @property
     def balanced(self) -> bool:
@@ -139,6 +140,7 @@ def _file_blocks(
         report.rows_loaded += converted.rows_loaded
         report.rows_quarantined += len(converted.quarantined)
         report.reasons.update(converted.reasons)
+        report.fields |= converted.fields
         for row in converted.quarantined:
             quarantine.append(row)
         return converted.text

@@ -10,6 +10,7 @@ contract, so workers start quickly.
 
 from __future__ import annotations
 
+import csv
 import ctypes
 import ctypes.util
 import datetime as dt
@@ -18,6 +19,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -30,6 +32,9 @@ from analytics_platform.ingest.contract import (
 from analytics_platform.ingest.copy_text import copy_field, copy_line
 from analytics_platform.ingest.encode import RowEncoder
 from analytics_platform.ingest.files import CsvLines, decode_line, json_line
+
+if TYPE_CHECKING:
+    from analytics_platform.ingest.csv_columns import CsvColumns
 
 LAYER = "raw_file_events"
 PROPERTIES_AT = CONTRACT_COLUMNS.index("properties")
@@ -71,6 +76,42 @@ class Converter:
         self.csv_lines = CsvLines(header) if job.csv else None
         self._middle = f"\t{copy_field(job.day)}\t{copy_field(job.source)}\t"
         self._tail = f"\t{copy_field(job.run_id)}\n"
+        self._columns: CsvColumns | None = None  # made when first needed
+
+    def csv_columns(self) -> CsvColumns | None:
+        """The column-wise converter of this CSV file's blocks, once its header is read and
+        when the header allows it (csv_columns.py); else None."""
+        header = self.csv_lines.header if self.csv_lines is not None else None
+        if header is None:
+            return None
+        if self._columns is None or self._columns.header is not header:
+            from analytics_platform.ingest.csv_columns import CsvColumns  # imports Arrow
+
+            self._columns = CsvColumns(
+                self.encoder,
+                header,
+                max_line_bytes=self.job.max_line_bytes,
+                middle=self._middle,
+                tail=self._tail,
+            )
+        return self._columns if self._columns.plan is not None else None
+
+    def convert_block(self, first_number: int, block: bytes) -> Converted:
+        """`convert` of a block of whole lines, the first numbered `first_number`.
+
+        A CSV block's plain rows are converted column by column (csv_columns.py),
+        the rest line by line.
+        """
+        columns = self.csv_columns()
+        plain = columns.split(first_number, block) if columns is not None else None
+        if plain is None:
+            return self.convert(block_lines(block, first_number))
+        done = self.convert(plain.rest)
+        done.text = plain.text + done.text
+        done.rows_read += plain.rows
+        done.rows_loaded += plain.rows
+        done.fields |= plain.fields
+        return done
 
     def convert(self, lines: Iterable[tuple[int, bytes]]) -> Converted:
         """`lines`: (physical line number, bytes without the line ending, BOM removed)."""
@@ -98,7 +139,10 @@ class Converter:
                         pass
                     else:
                         if text and not text.isspace():
-                            values = csv_lines.fields(text)
+                            try:
+                                values = csv_lines.fields(text)
+                            except csv.Error:
+                                values = ()  # the reference path says why
                             if len(values) == len(csv_lines.header):
                                 row = encoder.encode_csv(
                                     csv_lines.header,
@@ -184,7 +228,7 @@ def convert_block(
         if len(_converters) >= 8:
             _converters.clear()
         converter = _converters[key] = Converter(job, header)
-    converted = converter.convert(block_lines(block, first_number))
+    converted = converter.convert_block(first_number, block)
     del block
     _release_free_memory()
     return converted

@@ -43,13 +43,13 @@ HUGE_FLOAT = 2.0**63
 UTC = dt.timezone.utc
 
 # Columns in CONTRACT_COLUMNS order, except tenant_id and properties.
-_PICKED = tuple(c for c in CONTRACT_COLUMNS if c not in ("tenant_id", "properties"))
-_INDEX = {column: i for i, column in enumerate(_PICKED)}
+PICKED_COLUMNS = tuple(c for c in CONTRACT_COLUMNS if c not in ("tenant_id", "properties"))
+_INDEX = {column: i for i, column in enumerate(PICKED_COLUMNS)}
 _UTM_INDEX = tuple((_INDEX[f], f) for f in UTM_FIELDS)
 _REQUIRED_INDEX = tuple(_INDEX[c] for c in REQUIRED)
 _OCCURRED, _TYPE = _INDEX["occurred_at"], _INDEX["event_type"]
 _REVENUE, _CURRENCY = _INDEX["revenue"], _INDEX["currency"]
-_TENANT_AT = CONTRACT_COLUMNS.index("tenant_id")
+TENANT_AT = CONTRACT_COLUMNS.index("tenant_id")
 _PLAN_CACHE_SIZE = 256
 _KNOWN_VALUES = 1024
 
@@ -69,7 +69,7 @@ def _has_huge_float(value: dict | list) -> bool:
     return False
 
 
-class _Plan:
+class Plan:
     """Where each column's value is in records with one key layout (or one CSV header)."""
 
     __slots__ = ("attribution", "extra", "keys", "properties", "tenant_key")
@@ -77,7 +77,7 @@ class _Plan:
     def __init__(self, layout: tuple[str, ...]):
         present = set(layout)
         keys: list[str | None] = []
-        for column in _PICKED:
+        for column in PICKED_COLUMNS:
             spellings = [s for s in ALIASES[column] if s in present]
             if len(spellings) > 1:
                 raise _NoPlan  # which spelling wins depends on values: the slow path decides
@@ -103,21 +103,21 @@ class RowEncoder:
         self.tenant = tenant
         self.window_start = window_start
         self.window_end = window_end
-        self._plans: dict[tuple[str, ...], _Plan | None] = {}
+        self._plans: dict[tuple[str, ...], Plan | None] = {}
         self._event_types: set[object] = set()
         self._currencies: set[object] = set()
         self._header: list[str] | None = None
         self.fields: set[str] = set()  # keys of the properties of the rows encoded
         self._csv: tuple[itemgetter, int, tuple[tuple[str, int], ...], int] | None = None
 
-    def _plan(self, layout: tuple[str, ...]) -> _Plan | None:
+    def plan(self, layout: tuple[str, ...]) -> Plan | None:
         try:
             return self._plans[layout]
         except KeyError:
             if len(self._plans) >= _PLAN_CACHE_SIZE:
                 self._plans.clear()
             try:
-                plan = _Plan(layout)
+                plan = Plan(layout)
             except _NoPlan:
                 plan = None
             self._plans[layout] = plan
@@ -132,7 +132,7 @@ class RowEncoder:
         """
         if type(record) is not dict:
             return None
-        plan = self._plan(tuple(record))
+        plan = self.plan(tuple(record))
         if plan is None:
             return None
         get = record.get
@@ -166,7 +166,7 @@ class RowEncoder:
             self._header = header
             self._csv = None
             if len(set(header)) == len(header):  # a repeated name: the slow path
-                plan = self._plan(tuple(header))
+                plan = self.plan(tuple(header))
                 if plan is not None:
                     absent = len(header)
 
@@ -253,14 +253,14 @@ class RowEncoder:
             except ContractViolation:
                 return None
 
-        encoded = _properties(explicit, extra)
+        encoded = encode_properties(explicit, extra)
         if encoded is None:
             return None
         properties, keys = encoded
         self.fields.update(keys)
         nulls = values.count(None)
         fields = [NULL if v is None else v for v in values]
-        fields.insert(_TENANT_AT, self.tenant)
+        fields.insert(TENANT_AT, self.tenant)
         core = "\t".join(fields)
         if needs_escape and not (
             core.count("\t") == _SEPARATORS
@@ -269,7 +269,7 @@ class RowEncoder:
             and "\r" not in core
         ):
             fields = [NULL if v is None else escape(v) for v in values]
-            fields.insert(_TENANT_AT, self.tenant)
+            fields.insert(TENANT_AT, self.tenant)
             core = "\t".join(fields)
         return f"{core}\t{properties}"
 
@@ -292,23 +292,28 @@ _SEPARATORS = len(CONTRACT_COLUMNS) - 2  # tabs between the first 20 fields
 _required = itemgetter(*_REQUIRED_INDEX)
 
 
-def _properties(
+def encode_properties(
     explicit: object, extra: list[tuple[str, object]]
 ) -> tuple[str, dict[str, object]] | None:
-    """`properties` as COPY text of its JSON, and as a dict; or None for the slow path."""
-    props: dict[str, object] = {}
+    """`properties` as COPY text of its JSON, and as a dict; or None for the slow path.
+
+    Rows are many: no dict is copied unless both an explicit object and extra keys
+    are there to merge, and the bytes are decoded at once (short-lived buffers).
+    """
     if isinstance(explicit, str) and explicit:
         try:
             explicit = orjson.loads(explicit)
         except orjson.JSONDecodeError:
             return None
-    if explicit is not None and explicit != "":
-        if not isinstance(explicit, dict):
-            return None
-        props.update(explicit)
-    for key, value in extra:
-        if value is not None and value != "":
-            props[key] = value
+    if explicit is None or explicit == "":
+        props: dict[str, object] = {}
+    elif isinstance(explicit, dict):
+        props = explicit
+    else:
+        return None
+    present = {key: value for key, value in extra if value is not None and value != ""}
+    if present:
+        props = {**props, **present} if props else present
     try:
         text = orjson.dumps(props)
     except TypeError:
@@ -316,6 +321,7 @@ def _properties(
     # orjson writes floats as Python does: one of 2**63 or more has an exponent "e+".
     if b"e+" in text and _has_huge_float(props):
         return None
-    if b"\\" in text:
-        text = text.replace(b"\\", b"\\\\")
-    return text.decode("utf-8"), props
+    decoded = text.decode("utf-8")
+    if "\\" in decoded:
+        decoded = decoded.replace("\\", "\\\\")
+    return decoded, props

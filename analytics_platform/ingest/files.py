@@ -135,7 +135,12 @@ class CsvLines:
             return SourceLine(number, text, None, violation)
         if not text.strip():
             return None
-        fields = self.fields(text)
+        try:
+            fields = self.fields(text)
+        except csv.Error as err:  # e.g. a carriage return inside an unquoted field
+            return SourceLine(
+                number, text, None, ContractViolation(Reason.WRONG_TYPE, f"not a CSV row: {err}")
+            )
         if self.header is None:
             self.header = [name.strip() for name in fields]
             return None

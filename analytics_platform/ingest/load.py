@@ -15,7 +15,6 @@ import tempfile
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import BinaryIO
 
@@ -31,7 +30,7 @@ from analytics_platform.ingest.convert import (
 )
 from analytics_platform.ingest.convert_worker import WorkerPool
 from analytics_platform.ingest.copy_text import copy_line
-from analytics_platform.ingest.files import is_csv, open_binary, raw_lines
+from analytics_platform.ingest.files import is_csv, open_binary
 from analytics_platform.partitions import TenantDay
 from analytics_platform.resources.landing import LandingZoneResource
 from analytics_platform.resources.postgres import PostgresResource
@@ -50,8 +49,7 @@ QUARANTINE_COLUMNS = (
     "raw_text",
     "run_id",
 )
-CHUNK_ROWS = 2000  # lines per COPY block converted in this thread: ~0.7 MB of tracker events
-BLOCK_BYTES = 2 << 20  # bytes of landing file per block converted by a worker process
+BLOCK_BYTES = 2 << 20  # bytes of landing file per block of whole lines converted at once
 PARALLEL_MIN_BYTES = 16 << 20  # smaller files are converted in this thread
 BLOCKS_PER_WORKER = 40  # blocks a worker process converts before it is replaced (80 MB)
 
@@ -132,7 +130,8 @@ def _file_blocks(
     """The file's loadable rows as blocks of COPY text; its bad rows go to `quarantine`.
 
     With a `pool`, blocks of whole lines are converted by its worker processes (one
-    block in hand each) and taken back in file order; else in this thread.
+    block in hand each) and taken back in file order; else, and for CSV files read
+    column by column, in this thread.
     """
 
     def take(converted: Converted) -> bytes:
@@ -145,26 +144,25 @@ def _file_blocks(
             quarantine.append(row)
         return converted.text
 
-    if pool is None:
-        converter = Converter(job)
-        lines = raw_lines(path)
-        while batch := list(islice(lines, CHUNK_ROWS)):
-            yield take(converter.convert(batch))
-        return
-
     with open_binary(path) as stream:
+        converter = Converter(job)
         number = 0
-        header = None
         if job.csv:  # up to the header here: every block after it needs the header
-            converter = Converter(job)
             while converter.csv_lines.header is None and (raw := stream.readline()):
                 number += 1
                 if number == 1 and raw.startswith(BOM):
                     raw = raw[3:]
                 yield take(converter.convert([(number, raw.rstrip(b"\r\n"))]))
-            header = converter.csv_lines.header
+        blocks = _line_blocks(stream, number + 1)
+        # A CSV file read column by column (Arrow) is cheapest in this thread: no
+        # pickling, no worker start-up, and the memory of one process.
+        if pool is None or converter.csv_columns() is not None:
+            for first_number, block in blocks:
+                yield take(converter.convert_block(first_number, block))
+            return
+        header = converter.csv_lines.header if job.csv else None
         idle, busy = list(range(pool.processes)), deque()
-        for first_number, block in _line_blocks(stream, number + 1):
+        for first_number, block in blocks:
             if idle:
                 worker = idle.pop()
                 pool.send(worker, job, header, first_number, block)

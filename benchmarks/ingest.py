@@ -8,7 +8,8 @@ Generates tracker-shaped events once (seeded) under benchmarks/.work/ingest: a
 camelCase JSONL file (attribution.utmParams, a few properties outside the
 contract, one defective line in 10,000), the same events as a snake_case CSV,
 an equivalent CSV already in raw.file_events' columns for the ceiling, and
-(unless --skip-big) one JSONL file of about --big-gb GiB for the memory check.
+(unless --skip-big) one JSONL and one CSV file of about --big-gb GiB each for the
+memory check.
 Uses DATABASE_URL's server (a fresh database, dropped afterwards) or the
 machine's Postgres at 127.0.0.1:5432.
 
@@ -50,7 +51,12 @@ ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "benchmarks" / ".work" / "ingest"
 RESULTS = ROOT / "benchmarks" / "results" / "ingest.json"
 DAY = dt.date(2026, 6, 1)
-TENANTS = {"jsonl": "bench_jsonl", "csv": "bench_csv", "big": "bench_big"}
+TENANTS = {
+    "jsonl": "bench_jsonl",
+    "csv": "bench_csv",
+    "big_jsonl": "bench_big",
+    "big_csv": "bench_big_csv",
+}
 DEFECT_EVERY = 10_000
 SEED = 42
 TARGETS = {"csv_to_ceiling": 0.6, "jsonl_to_ceiling": 0.35, "to_dlt": 10.0, "peak_rss_mb": 500}
@@ -216,25 +222,32 @@ def generate(rows: int, work: Path) -> dict[str, object]:
     return known
 
 
-def generate_big(source: Path, work: Path, gigabytes: float) -> Path:
-    """One JSONL file of about `gigabytes` GiB: the events file repeated (ids repeat too)."""
-    folder = work / "landing" / TENANTS["big"] / DAY.isoformat()
-    path = folder / "events.jsonl"
+def generate_big(source: Path, work: Path, gigabytes: float, kind: str) -> Path:
+    """One `kind` file of about `gigabytes` GiB: the events file repeated (ids repeat too)."""
+    tenant = TENANTS[f"big_{kind}"]
+    folder = work / "landing" / tenant / DAY.isoformat()
+    path = folder / f"events.{kind}"
     target = int(gigabytes * 1024**3)
     if path.exists() and abs(path.stat().st_size - target) < source.stat().st_size:
         return path
     folder.mkdir(parents=True, exist_ok=True)
-    old, new = (f'"tenantId": "{TENANTS[k]}"'.encode() for k in ("jsonl", "big"))
+    if kind == "jsonl":
+        old, new = f'"tenantId": "{TENANTS["jsonl"]}"'.encode(), f'"tenantId": "{tenant}"'.encode()
+    else:
+        old, new = f",{TENANTS['csv']},".encode(), f",{tenant},".encode()
     written = 0
     with open(path, "wb") as out:
         while written < target:
             with open(source, "rb") as lines:  # line by line: this process stays small
+                if kind == "csv":
+                    header = lines.readline()
+                    if not written:
+                        written += out.write(header)
                 for line in lines:
                     line = line.replace(old, new)
                     if written + len(line) > target:
                         return path
-                    out.write(line)
-                    written += len(line)
+                    written += out.write(line)
     return path
 
 
@@ -490,15 +503,18 @@ def run(args, url: str) -> dict[str, object]:
         measure(
             "dlt_postgres_jsonl", me("--child", "dlt", url, data["jsonl"], str(dlt_rows)), dlt_rows
         )
-    big = None
+    big_files = {}
     if not args.skip_big:
-        print(f"generating a {args.big_gb} GB JSONL file ...", flush=True)
-        big_path = generate_big(Path(data["jsonl"]), WORK, args.big_gb)
-        measure("raw_file_events_big_jsonl", me("--child", "raw", url, landing, TENANTS["big"]), 0)
-        big = loaders.pop("raw_file_events_big_jsonl")
-        big["rows"] = big["rows_read"]
-        big["rows_per_s"] = round(big["rows"] / big["seconds"])
-        big["file_gib"] = round(big_path.stat().st_size / 1024**3, 2)
+        for kind in ("jsonl", "csv"):
+            print(f"generating a {args.big_gb} GB {kind.upper()} file ...", flush=True)
+            big_path = generate_big(Path(data[kind]), WORK, args.big_gb, kind)
+            name = f"raw_file_events_big_{kind}"
+            measure(name, me("--child", "raw", url, landing, TENANTS[f"big_{kind}"]), 0)
+            big = loaders.pop(name)
+            big["rows"] = big["rows_read"]
+            big["rows_per_s"] = round(big["rows"] / big["seconds"])
+            big["file_gib"] = round(big_path.stat().st_size / 1024**3, 2)
+            big_files[kind] = big
 
     ceiling = loaders["ceiling_psql_copy"]["rows_per_s"]
     dlt_rate = loaders.get("dlt_postgres_jsonl", {}).get("rows_per_s")
@@ -516,12 +532,12 @@ def run(args, url: str) -> dict[str, object]:
         "defective_rows": data["defects"],
         "file_bytes": data["bytes"],
         "loaders": loaders,
-        "big_file": big,
+        "big_files": big_files,
     }
 
 
 def verdicts(r: dict[str, object]) -> list[tuple[str, bool | None, str]]:
-    loaders, big = r["loaders"], r["big_file"]
+    loaders, big = r["loaders"], r["big_files"]
     csv_, jsonl = loaders["raw_file_events_csv"], loaders["raw_file_events_jsonl"]
     out = [
         ("CSV >= 0.6 of the ceiling", csv_["to_ceiling"] >= 0.6, f"{csv_['to_ceiling']:.2f}"),
@@ -532,11 +548,16 @@ def verdicts(r: dict[str, object]) -> list[tuple[str, bool | None, str]]:
         out.append(("both >= 10x dlt", low >= 10, f"{csv_['to_dlt']}x, {jsonl['to_dlt']}x"))
     else:
         out.append(("both >= 10x dlt", None, "dlt skipped"))
-    rss = [csv_["peak_rss_mb"], jsonl["peak_rss_mb"]] + ([big["peak_rss_mb"]] if big else [])
+    rss = [csv_["peak_rss_mb"], jsonl["peak_rss_mb"], *(b["peak_rss_mb"] for b in big.values())]
     note = f"max {max(rss):.0f} MB" + (
-        f" ({big['file_gib']} GiB file: {big['peak_rss_mb']:.0f} MB)"
+        " ("
+        + ", ".join(
+            f"{b['file_gib']} GiB {kind.upper()} file: {b['peak_rss_mb']:.0f} MB"
+            for kind, b in big.items()
+        )
+        + ")"
         if big
-        else " (big file skipped)"
+        else " (big files skipped)"
     )
     out.append(("peak RSS < 500 MB", max(rss) < 500 if big else None, note))
     return out
@@ -558,11 +579,11 @@ def write_report(r: dict[str, object]) -> None:
             f"| {names[name]} | {x['rows']:,} | {x['seconds']:.1f} | {x['rows_per_s']:,} | "
             f"{x['to_ceiling']:.2f} | {x.get('to_dlt', '-')} | {x['peak_rss_mb']:.0f} |"
         )
-    big = r["big_file"]
-    if big:
+    for kind, big in r["big_files"].items():
         rows.append(
-            f"| raw_file_events, one {big['file_gib']} GiB JSONL file | {big['rows']:,} | "
-            f"{big['seconds']:.1f} | {big['rows_per_s']:,} | - | - | {big['peak_rss_mb']:.0f} |"
+            f"| raw_file_events, one {big['file_gib']} GiB {kind.upper()} file | "
+            f"{big['rows']:,} | {big['seconds']:.1f} | {big['rows_per_s']:,} | - | - | "
+            f"{big['peak_rss_mb']:.0f} |"
         )
     raw = r["loaders"]["raw_file_events_jsonl"]
     section = "\n".join(
@@ -579,7 +600,7 @@ def write_report(r: dict[str, object]) -> None:
             "loader's process tree (sampled every 50 ms, at least the main process's VmHWM; "
             "the most of any run). The ceiling and raw_file_events "
             f"ran {r['repeat']} times each, round-robin, and the fastest run counts "
-            "(all runs' rows/s are in results/ingest.json); dlt and the big file ran once.",
+            "(all runs' rows/s are in results/ingest.json); dlt and the big files ran once.",
             "",
             "| loader | rows | seconds | rows/s | x ceiling | x dlt | peak RSS MB |",
             "|---|---|---|---|---|---|---|",

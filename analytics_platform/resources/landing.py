@@ -38,9 +38,10 @@ class LandingZoneResource(ConfigurableResource):
         default=0,
         ge=0,
         description=(
-            "Worker processes that parse large landing files (16 MB and more) while the "
+            "Worker processes that parse large JSON lines files (16 MB and more) while the "
             "run's process streams them to Postgres: 0 means one per CPU core (at most 4), "
-            "1 parses in the run's process."
+            "1 parses in the run's process. A CSV file whose header names the required "
+            "columns is parsed column by column in the run's process instead."
         ),
     )
 

@@ -200,3 +200,42 @@ def test_worker_processes_load_what_the_run_thread_loads(
     assert fields == {key for row in raw for key in row[8]} != set()
     assert len(raw) + len(quarantined) == rows_read > 1000  # not vacuous
     assert {reason for _, _, reason, _, _ in quarantined} >= {"invalid_json", "undecodable_bytes"}
+
+
+def test_nul_characters_are_quarantined_not_fatal(
+    postgres: PostgresResource, landing_dir, new_tenant
+):
+    """Postgres text and jsonb cannot hold U+0000: such rows are quarantined, the rest load."""
+    from analytics_platform.ingest.load import load_tenant_day
+    from analytics_platform.partitions import TenantDay
+    from analytics_platform.resources.landing import LandingZoneResource
+
+    day = dt.date(2026, 11, 2)
+    tenant = new_tenant("nul")
+    folder = landing_dir / tenant / day.isoformat()
+    folder.mkdir(parents=True)
+    event = {**EVENT, "tenantId": tenant}
+    jsonl = [
+        {**event, "eventId": "ok-json"},
+        {**event, "eventId": "nul-in-a-column", "path": "/a\x00b"},
+        {**event, "eventId": "nul-in-properties", "screen": "1\x00"},
+        {**event, "eventId": "nul-in-a-key", "properties": {"k\x00": 1}},
+    ]
+    (folder / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in jsonl))
+    header = "event_id,event_type,occurred_at,visitor_id,path,properties\n"
+    rows = [
+        'ok-csv,page_view,2026-11-02T10:00:00.000Z,v,/ok,"{""a"":1}"',
+        'nul-raw,page_view,2026-11-02T10:00:00.000Z,v,/a\x00b,"{""a"":1}"',
+        'nul-escaped,page_view,2026-11-02T10:00:00.000Z,v,/ok,"{""a"":""\\u0000""}"',
+    ]
+    (folder / "events.csv").write_text(header + "".join(r + "\n" for r in rows))
+    landing = LandingZoneResource(root=str(landing_dir))
+    with postgres.transaction() as conn:
+        report = load_tenant_day(postgres, conn, landing, TenantDay(tenant, day), "r")
+    raw, quarantined = _slice_contents(postgres, tenant)
+    assert sorted(row[0] for row in raw) == ["ok-csv", "ok-json"]
+    assert {(reason, detail.split(" holds")[0]) for _, _, reason, detail, _ in quarantined} == {
+        ("wrong_type", "path"),
+        ("wrong_type", "properties"),
+    }
+    assert len(quarantined) == report.rows_quarantined == 5

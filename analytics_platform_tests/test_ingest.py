@@ -119,6 +119,8 @@ def test_timestamps_in_every_accepted_shape(value, expected):
         ({"visitorId": {"id": 1}}, Reason.WRONG_TYPE),
         ({"eventType": "Page View"}, Reason.WRONG_TYPE),
         ({"currency": "euro"}, Reason.WRONG_TYPE),
+        ({"visitorId": "v\x00"}, Reason.WRONG_TYPE),  # Postgres text cannot hold NUL
+        ({"screen": {"k\x00": 1}}, Reason.WRONG_TYPE),  # nor can jsonb
     ],
 )
 def test_contract_violations_carry_a_reason(change, reason):

@@ -26,6 +26,7 @@ from pydantic import Field
 from analytics_platform.assets.raw import raw_table_schema
 from analytics_platform.checks.freshness import LAYER_FRESHNESS
 from analytics_platform.ingest.contract import CONTRACT_COLUMNS, ContractViolation, to_canonical
+from analytics_platform.ingest.copy_text import quarantine_text
 from analytics_platform.ingest.drift import record_new_fields
 from analytics_platform.ingest.load import (
     QUARANTINE,
@@ -85,10 +86,6 @@ def day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
     return start, start + dt.timedelta(days=1)
 
 
-def _quarantine_text(text: str) -> str:
-    return text.replace("\x00", "\\u0000")  # Postgres text cannot hold NUL
-
-
 def _page_rows(
     pages: Iterable[ApiPage],
     report: DayReport,
@@ -111,7 +108,7 @@ def _page_rows(
                 line,
                 violation.reason.value,
                 violation.detail,
-                _quarantine_text(text),
+                quarantine_text(text),
                 run_id,
             )
         )

@@ -110,7 +110,23 @@ def _text(column: str, value: object) -> str | None:
     text = str(value)
     if len(text) > MAX_TEXT_CHARS:
         raise ContractViolation(Reason.WRONG_TYPE, f"{column} is longer than {MAX_TEXT_CHARS}")
+    if "\x00" in text:
+        raise ContractViolation(Reason.WRONG_TYPE, f"{column} {NUL_TEXT}")
     return text
+
+
+NUL_TEXT = "holds a NUL character (U+0000), which Postgres text and jsonb cannot store"
+
+
+def _holds_nul(value: object) -> bool:
+    """Whether a NUL character is in any string or key inside `value`."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any("\x00" in key or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
 
 
 def parse_timestamp(value: object) -> dt.datetime:
@@ -162,7 +178,10 @@ def _properties(record: Mapping[str, object]) -> dict[str, object]:
     if explicit is not None and explicit != "" and not isinstance(explicit, dict):
         raise ContractViolation(Reason.WRONG_TYPE, "properties must be an object")
     extra = {k: v for k, v in record.items() if k not in KNOWN_KEYS and v not in (None, "")}
-    return {**(explicit or {}), **extra}
+    properties = {**(explicit or {}), **extra}
+    if _holds_nul(properties):
+        raise ContractViolation(Reason.WRONG_TYPE, f"properties {NUL_TEXT}")
+    return properties
 
 
 def to_canonical(

@@ -29,7 +29,7 @@ from analytics_platform.ingest.contract import (
     ContractViolation,
     to_canonical,
 )
-from analytics_platform.ingest.copy_text import copy_field, copy_line
+from analytics_platform.ingest.copy_text import copy_field, copy_line, quarantine_text
 from analytics_platform.ingest.encode import RowEncoder
 from analytics_platform.ingest.files import CsvLines, decode_line, json_line
 
@@ -147,7 +147,10 @@ class Converter:
                                 row = encoder.encode_csv(
                                     csv_lines.header,
                                     values,
-                                    needs_escape="\\" in text or "\t" in text or "\r" in text,
+                                    needs_escape="\\" in text
+                                    or "\t" in text
+                                    or "\r" in text
+                                    or "\x00" in text,
                                     short=short,
                                 )
             if row is not None:
@@ -190,7 +193,7 @@ class Converter:
                     number,
                     violation.reason.value,
                     violation.detail,
-                    line.text,
+                    quarantine_text(line.text),
                     job.run_id,
                 )
             )

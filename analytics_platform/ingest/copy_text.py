@@ -23,6 +23,11 @@ def escape(text: str) -> str:
     return text
 
 
+def quarantine_text(text: str) -> str:
+    """A line's original text as `platform.quarantine.raw_text` can hold it (no NUL)."""
+    return text.replace("\x00", "\\u0000") if "\x00" in text else text
+
+
 def copy_field(value: object) -> str:
     """One value as a COPY text field; the types `to_canonical` and the lineage produce."""
     if value is None:

@@ -127,7 +127,7 @@ class RowEncoder:
         """The row's first 21 fields (tab-separated, no newline), or None for the slow path.
 
         `record` comes from orjson or is a CSV row's dict. `needs_escape`: its source
-        text may hold a backslash, tab, newline or carriage return inside a value.
+        text may hold a backslash, tab, newline, carriage return or NUL inside a value.
         `short`: its source text is at most MAX_TEXT_CHARS long, so no value is longer.
         """
         if type(record) is not dict:
@@ -262,15 +262,18 @@ class RowEncoder:
         fields = [NULL if v is None else v for v in values]
         fields.insert(TENANT_AT, self.tenant)
         core = "\t".join(fields)
-        if needs_escape and not (
-            core.count("\t") == _SEPARATORS
-            and core.count("\\") == nulls
-            and "\n" not in core
-            and "\r" not in core
-        ):
-            fields = [NULL if v is None else escape(v) for v in values]
-            fields.insert(TENANT_AT, self.tenant)
-            core = "\t".join(fields)
+        if needs_escape:
+            if "\x00" in core:
+                return None  # Postgres cannot store it: the slow path quarantines the row
+            if not (
+                core.count("\t") == _SEPARATORS
+                and core.count("\\") == nulls
+                and "\n" not in core
+                and "\r" not in core
+            ):
+                fields = [NULL if v is None else escape(v) for v in values]
+                fields.insert(TENANT_AT, self.tenant)
+                core = "\t".join(fields)
         return f"{core}\t{properties}"
 
 
@@ -322,6 +325,8 @@ def encode_properties(
     if b"e+" in text and _has_huge_float(props):
         return None
     decoded = text.decode("utf-8")
+    if "\\u0000" in decoded:
+        return None  # a NUL character, or that text: the slow path decides
     if "\\" in decoded:
         decoded = decoded.replace("\\", "\\\\")
     return decoded, props

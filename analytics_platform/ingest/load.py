@@ -2,10 +2,11 @@
 
 Files stream through COPY in blocks of text rows (convert.py): converted in the
 calling thread (CSV blocks column by column, csv_columns.py), or for large JSON
-lines files by worker processes, while another thread sends the previous blocks. Nothing is held whole in memory (a bounded number
-of blocks is in flight; quarantined rows spill to a temporary file past a few
-MB). Per file: rows read = rows loaded + rows quarantined, checked before the
-transaction commits.
+lines files by worker processes, while another thread sends the previous
+blocks. Nothing is held whole in memory (a bounded number of blocks is in
+flight; quarantined rows spill to a temporary file past a few MB). Per file:
+rows read = rows loaded + rows quarantined, checked before the transaction
+commits.
 """
 
 from __future__ import annotations

@@ -93,31 +93,17 @@ class CsvColumns:
         """The block's plain rows and the rest, or None to convert it all line by line."""
         if self.plan is None:
             return None
-        if b"\r" in block:
-            if block.count(b"\r") != block.count(b"\r\n"):
-                return None  # a carriage return inside a line: the csv module's rules
-            block = block.replace(b"\r\n", b"\n")
-        if not block.endswith(b"\n"):
-            block += b"\n"
-        # Backslashes doubled up front: every value is then COPY text already (lines
-        # holding a tab are not plain), and `properties` is undone exactly.
-        escaped = b"\\" in block
-        if escaped:
-            block = block.replace(b"\\", b"\\\\")
-        try:
-            text = pa.array([block], pa.binary()).cast(pa.string())
-        except pa.ArrowInvalid:
-            return None  # not UTF-8 somewhere: the per-line path quarantines that line
-        lines = pc.split_pattern(text, "\n").flatten()
-        lines = lines.slice(0, len(lines) - 1)  # the empty string after the last newline
+        split = _lines(block)
+        if split is None:
+            return None
+        lines, escaped = split
         wellformed = pc.and_(
             pc.match_substring_regex(lines, self.line),
             pc.less_equal(pc.binary_length(lines), self.max_bytes),
         )
         candidates = np.flatnonzero(wellformed.to_numpy(zero_copy_only=False))
-        if len(candidates) < len(lines):
-            block = _data(lines.take(candidates), "\n")
-        table = self._parse(block, len(candidates))
+        source = _data(lines if len(candidates) == len(lines) else lines.take(candidates), "\n")
+        table = self._parse(source, len(candidates))
         if table is None:
             return None
         plain = self._plain_mask(table)
@@ -247,6 +233,31 @@ class CsvColumns:
             texts.append(encoded[0])
             fields.update(encoded[1])
         return texts, kept, fields
+
+
+def _lines(block: bytes) -> tuple[pa.StringArray, bool] | None:
+    """The block's lines, with every backslash doubled if it has one (and whether it
+    had); None when the csv module's rules must decide (a lone carriage return) or a
+    line is not UTF-8.
+
+    Doubled backslashes make every value COPY text already (lines holding a tab are
+    not plain), and are undone exactly where the original text is needed.
+    """
+    if b"\r" in block:
+        if block.count(b"\r") != block.count(b"\r\n"):
+            return None
+        block = block.replace(b"\r\n", b"\n")
+    if not block.endswith(b"\n"):
+        block += b"\n"
+    escaped = b"\\" in block
+    if escaped:
+        block = block.replace(b"\\", b"\\\\")
+    try:
+        text = pa.array([block], pa.binary()).cast(pa.string())
+    except pa.ArrowInvalid:
+        return None
+    lines = pc.split_pattern(text, "\n").flatten()
+    return lines.slice(0, len(lines) - 1), escaped  # not the "" after the last newline
 
 
 def _data(strings: pa.StringArray, end: str = "") -> bytes:

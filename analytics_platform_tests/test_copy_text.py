@@ -159,7 +159,7 @@ def _slice_contents(postgres: PostgresResource, tenant: str) -> tuple[list, list
 def test_worker_processes_load_what_the_run_thread_loads(
     postgres: PostgresResource, landing_dir, new_tenant, monkeypatch
 ):
-    """The slice loaded by worker processes (replaced as they go) equals the in-thread one."""
+    """The slice loaded by worker processes equals the one loaded in the run's thread."""
     import analytics_platform.ingest.load as load
     from analytics_platform.demo.generator import generate_landing
     from analytics_platform.partitions import TenantDay
@@ -184,7 +184,6 @@ def test_worker_processes_load_what_the_run_thread_loads(
         if processes > 1:
             monkeypatch.setattr(load, "PARALLEL_MIN_BYTES", 0)
             monkeypatch.setattr(load, "BLOCK_BYTES", 4096)
-            monkeypatch.setattr(load, "BLOCKS_PER_WORKER", 5)
         else:
             monkeypatch.undo()
         landing = LandingZoneResource(root=str(landing_dir), parse_processes=processes)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import gc
 import io
 import random
 
@@ -183,3 +184,23 @@ def test_a_carriage_return_inside_a_row_is_quarantined_not_fatal():
     ((*_, source_line, reason, detail, text, _run),) = done.quarantined
     assert (source_line, reason, text) == (7, "wrong_type", line.decode())
     assert detail.startswith("not a CSV row")
+
+
+def test_quarantined_rows_leave_no_reference_cycles():
+    """A caught violation's traceback would hold the converting frame, and its block of rows,
+    until the next full collection: a worker's memory crept by about a block per defect."""
+    job = FileJob("acme", DAY, START, END, "s", "r", 1 << 20, csv=False)
+    converter = Converter(job)
+    broken = b'"eventType": "x", "timestamp": "2026-11-02T10:00:00Z", "visitorId": "v"'
+    lines = [
+        (1, b'{"eventId": "e-1"}'),
+        (2, b'{"eventId": "e-2", ' + broken + b', "properties": "{"}'),
+    ]
+    gc.collect()
+    gc.disable()
+    try:
+        done = converter.convert(lines)
+        assert set(done.reasons) == {"missing_field", "wrong_type"}
+        assert gc.collect() == 0
+    finally:
+        gc.enable()

@@ -11,13 +11,10 @@ contract, so workers start quickly.
 from __future__ import annotations
 
 import csv
-import ctypes
-import ctypes.util
 import datetime as dt
 import io
-import sys
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -177,7 +174,9 @@ class Converter:
                         window_end=job.window_end,
                     )
                 except ContractViolation as err:
-                    violation = err
+                    # A copy, never raised: the caught one's traceback would keep this
+                    # frame, and the block's rows with it, alive until the next full GC.
+                    violation = ContractViolation(err.reason, err.detail)
                 else:
                     done.rows_loaded += 1
                     done.fields.update(orjson.loads(values[PROPERTIES_AT]))
@@ -231,23 +230,4 @@ def convert_block(
         if len(_converters) >= 8:
             _converters.clear()
         converter = _converters[key] = Converter(job, header)
-    converted = converter.convert_block(first_number, block)
-    del block
-    _release_free_memory()
-    return converted
-
-
-def _load_malloc_trim() -> Callable[[int], int] | None:
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return None  # not glibc
-
-
-_malloc_trim = _load_malloc_trim() if sys.platform.startswith("linux") else None
-
-
-def _release_free_memory() -> None:
-    """Give freed heap pages back to the OS (glibc keeps them; a worker's RSS would creep)."""
-    if _malloc_trim is not None:
-        _malloc_trim(0)
+    return converter.convert_block(first_number, block)

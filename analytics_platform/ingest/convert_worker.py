@@ -45,18 +45,12 @@ def read_message(stream: BinaryIO) -> object | None:
 
 
 class WorkerPool:
-    """`processes` converter workers, each replaced after `blocks_per_worker` blocks.
+    """`processes` converter workers, started when first sent a block; each has at most
+    one block in hand."""
 
-    A worker's heap creeps up with each block it converts (allocator
-    fragmentation); replacing it keeps the memory of a load flat however large
-    the file. Each worker has at most one block in hand.
-    """
-
-    def __init__(self, processes: int, blocks_per_worker: int):
+    def __init__(self, processes: int):
         self.processes = processes
-        self.blocks_per_worker = blocks_per_worker
         self._workers: list[subprocess.Popen | None] = [None] * processes
-        self._blocks = [0] * processes
 
     def send(self, worker: int, job: FileJob, header: list[str] | None, first: int, block: bytes):
         proc = self._workers[worker]
@@ -64,7 +58,6 @@ class WorkerPool:
             proc = self._workers[worker] = subprocess.Popen(
                 _command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_environment()
             )
-            self._blocks[worker] = 0
         write_message(proc.stdin, (job, header, first, block))
 
     def receive(self, worker: int) -> Converted:
@@ -75,9 +68,6 @@ class WorkerPool:
         status, value = reply
         if status != "ok":
             raise RuntimeError(f"landing file worker failed:\n{value}")
-        self._blocks[worker] += 1
-        if self._blocks[worker] >= self.blocks_per_worker:
-            self._stop(worker)
         return value
 
     def _stop(self, worker: int, timeout: float = 10) -> None:

@@ -52,7 +52,6 @@ QUARANTINE_COLUMNS = (
 )
 BLOCK_BYTES = 2 << 20  # bytes of landing file per block of whole lines converted at once
 PARALLEL_MIN_BYTES = 16 << 20  # smaller files are converted in this thread
-BLOCKS_PER_WORKER = 40  # blocks a worker process converts before it is replaced (80 MB)
 
 
 class LoadInvariantError(RuntimeError):
@@ -245,7 +244,7 @@ def load_tenant_day(
     quarantine = QuarantineSpool()
     window_start, window_end = landing.window(slice_.date)
     processes = _parse_processes(landing, files)
-    pool = WorkerPool(processes, BLOCKS_PER_WORKER) if processes else None
+    pool = WorkerPool(processes) if processes else None
 
     def all_blocks() -> Iterator[bytes]:
         for path, report in zip(files, reports, strict=True):

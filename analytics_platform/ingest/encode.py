@@ -136,7 +136,7 @@ class RowEncoder:
         if plan is None:
             return None
         get = record.get
-        values = [get(key) for key in plan.keys]  # get(None) is None: the absent columns
+        values = list(map(get, plan.keys))  # get(None) is None: the absent columns
         if "" in values:
             values = [None if v == "" else v for v in values]
         if plan.attribution:

@@ -8,7 +8,8 @@ explains. So this path only ever speeds rows up; it never judges one.
 
 A row takes this path when its line:
 - is well-formed CSV: each field either unquoted without quotes, or quoted with
-  its inner quotes doubled (where Arrow and Python's csv module agree);
+  its inner quotes doubled (where Arrow and Python's csv module agree), and holds
+  no tab (to escape) or NUL (to quarantine);
 - has as many fields as the header, and is at most MAX_TEXT_CHARS bytes;
 - has every required value, and an empty payload tenant or the folder's;
 - has a timestamp in the tracker's form (2026-06-01T10:00:00.000Z) inside the window;

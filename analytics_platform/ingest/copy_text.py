@@ -9,7 +9,7 @@ value is escaped with a backslash (see the COPY documentation, "Text Format").
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 
 NULL = "\\N"
@@ -46,17 +46,3 @@ def copy_field(value: object) -> str:
 def copy_line(values: Sequence[object]) -> str:
     """A whole row, newline included."""
     return "\t".join(map(copy_field, values)) + "\n"
-
-
-def blocks(lines: Iterable[str], block_chars: int = 1 << 20) -> Iterable[bytes]:
-    """Join lines into UTF-8 blocks of about `block_chars` characters."""
-    pending: list[str] = []
-    size = 0
-    for line in lines:
-        pending.append(line)
-        size += len(line)
-        if size >= block_chars:
-            yield "".join(pending).encode("utf-8")
-            pending, size = [], 0
-    if pending:
-        yield "".join(pending).encode("utf-8")

@@ -97,13 +97,13 @@ class CsvColumns:
         split = _lines(block)
         if split is None:
             return None
-        lines, escaped = split
+        block, lines, escaped = split
         wellformed = pc.and_(
             pc.match_substring_regex(lines, self.line),
             pc.less_equal(pc.binary_length(lines), self.max_bytes),
         )
         candidates = np.flatnonzero(wellformed.to_numpy(zero_copy_only=False))
-        source = _data(lines if len(candidates) == len(lines) else lines.take(candidates), "\n")
+        source = block if len(candidates) == len(lines) else _data(lines.take(candidates), "\n")
         table = self._parse(source, len(candidates))
         if table is None:
             return None
@@ -236,10 +236,10 @@ class CsvColumns:
         return texts, kept, fields
 
 
-def _lines(block: bytes) -> tuple[pa.StringArray, bool] | None:
-    """The block's lines, with every backslash doubled if it has one (and whether it
-    had); None when the csv module's rules must decide (a lone carriage return) or a
-    line is not UTF-8.
+def _lines(block: bytes) -> tuple[bytes, pa.StringArray, bool] | None:
+    """The block as Arrow will read it, its lines, and whether it had a backslash (every
+    one is then doubled); None when the csv module's rules must decide (a lone
+    carriage return) or a line is not UTF-8.
 
     Doubled backslashes make every value COPY text already (lines holding a tab are
     not plain), and are undone exactly where the original text is needed.
@@ -258,7 +258,7 @@ def _lines(block: bytes) -> tuple[pa.StringArray, bool] | None:
     except pa.ArrowInvalid:
         return None
     lines = pc.split_pattern(text, "\n").flatten()
-    return lines.slice(0, len(lines) - 1), escaped  # not the "" after the last newline
+    return block, lines.slice(0, len(lines) - 1), escaped  # not the "" after the last "\n"
 
 
 def _data(strings: pa.StringArray, end: str = "") -> bytes:

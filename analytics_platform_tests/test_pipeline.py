@@ -27,7 +27,7 @@ ALL_ASSETS = [raw_file_events, *dbt_layers, *serving_assets, *layer_check_defs]
 
 
 def materialize_layer(
-    selection, tenant: str, day: dt.date, resources: dict, instance: DagsterInstance
+    selection, tenant: str, day: dt.date, resources: dict, instance: DagsterInstance, **kwargs
 ):
     return materialize(
         ALL_ASSETS,
@@ -35,6 +35,7 @@ def materialize_layer(
         partition_key=TenantDay(tenant, day).partition_key,
         resources=resources,
         instance=instance,
+        **kwargs,
     )
 
 

@@ -26,7 +26,7 @@ from analytics_platform.resources.alerts import AlertWebhookResource
 from analytics_platform.tenants.registry import register_tenant, transition
 from analytics_platform_tests.events import day_file, tracker_event, write_lines
 from analytics_platform_tests.test_alerts import Webhook
-from analytics_platform_tests.test_pipeline import ALL_ASSETS
+from analytics_platform_tests.test_pipeline import ALL_ASSETS, materialize_layer
 
 D = dt.date(2026, 11, 12)
 UTC = dt.timezone.utc
@@ -233,14 +233,8 @@ def test_samples_are_capped_spread_over_rules_and_hold_keys_not_payloads():
 
 
 def build(tenant, day, resources, instance, selection=None, **kwargs):
-    return materialize(
-        ALL_ASSETS,
-        selection=selection,
-        partition_key=TenantDay(tenant, day).partition_key,
-        resources=resources,
-        instance=instance,
-        raise_on_error=False,
-        **kwargs,
+    return materialize_layer(
+        selection, tenant, day, resources, instance, raise_on_error=False, **kwargs
     )
 
 

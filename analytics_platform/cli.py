@@ -75,6 +75,18 @@ def env() -> None:
 
 
 @main.command()
+def migrate() -> None:
+    """Create or upgrade the warehouse schemas (run before the code server starts)."""
+    from analytics_platform import stack
+    from analytics_platform.resources.postgres import PostgresResource
+
+    env = stack.platform_environment(load_settings())
+    applied = PostgresResource(url=env["DATABASE_URL"]).migrate_warehouse()
+    where = redact_url(env["DATABASE_URL"])
+    click.echo(f"warehouse {where}: " + ("migrated" if applied else "already current"))
+
+
+@main.command()
 def stop() -> None:
     """Stop the embedded Postgres server."""
     from analytics_platform import stack

@@ -105,7 +105,13 @@ def platform_environment(settings: PlatformSettings) -> dict[str, str]:
 
 
 def activate() -> dict[str, str]:
-    """Apply `platform_environment` to this process (children inherit it)."""
+    """Apply `platform_environment` to this process (children inherit it), then migrate.
+
+    The warehouse is migrated here, at start-up, so that no run ever has to.
+    """
+    from analytics_platform.resources.postgres import PostgresResource
+
     env = platform_environment(load_settings())
     os.environ.update(env)
+    PostgresResource(url=env["DATABASE_URL"]).ensure_warehouse()
     return env

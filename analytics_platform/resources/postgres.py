@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import queue
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import cache
 from importlib import resources as package_files
 
 import psycopg
@@ -16,6 +18,21 @@ from psycopg.conninfo import conninfo_to_dict
 from pydantic import Field
 
 from analytics_platform.tenants.ids import validate_tenant_id
+
+# Key of the advisory lock that orders warehouse DDL against writes (any 64-bit constant).
+DDL_LOCK = 0x616E616C79746963
+# Warehouse URLs this process has seen at the current version: no query needed again.
+_migrated_urls: set[str] = set()
+
+
+@cache
+def warehouse_ddl() -> str:
+    return package_files.files("analytics_platform").joinpath("sql/warehouse.sql").read_text()
+
+
+def warehouse_checksum() -> str:
+    """The warehouse schema version: a digest of the DDL file."""
+    return hashlib.sha256(warehouse_ddl().encode()).hexdigest()
 
 
 def qualified(table: str) -> sql.Composable:
@@ -35,17 +52,64 @@ class PostgresResource(ConfigurableResource):
 
     @contextmanager
     def transaction(self) -> Iterator[psycopg.Connection]:
-        """A connection whose work commits together, or not at all."""
+        """A connection whose work commits together, or not at all.
+
+        It holds the warehouse DDL lock in shared mode, so a migration (which takes
+        it exclusively) never interleaves with a write and the two cannot deadlock.
+        """
         with self.connect() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (DDL_LOCK,))
             yield conn
 
     def ensure_warehouse(self) -> None:
-        """Create the platform's schemas and tables if they are missing (idempotent)."""
-        ddl = package_files.files("analytics_platform").joinpath("sql/warehouse.sql").read_text()
-        with self.transaction() as conn:
-            # Concurrent CREATE ... IF NOT EXISTS can still collide; serialize them.
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext('analytics_platform.ddl'))")
-            conn.execute(ddl)
+        """Make sure the warehouse has this code's schemas and tables.
+
+        Cheap when it does (one SELECT, then nothing for the rest of the process):
+        runs and sensors call it, and must never run DDL against a migrated
+        warehouse, since DDL inside concurrent runs deadlocks with their loads.
+        Start-up (`analytics-platform migrate`, `dev`, `demo`, `tenants add`)
+        migrates before the first run.
+        """
+        if self.url in _migrated_urls:
+            return
+        try:
+            with self.connect(autocommit=True) as conn:
+                current = conn.execute(
+                    "SELECT 1 FROM platform.warehouse_version WHERE checksum = %s",
+                    (warehouse_checksum(),),
+                ).fetchone()
+        except psycopg.errors.UndefinedTable:
+            current = None
+        if current is None:
+            self.migrate_warehouse()
+        _migrated_urls.add(self.url)
+
+    def migrate_warehouse(self) -> bool:
+        """Apply `sql/warehouse.sql` unless this version is recorded; True when applied.
+
+        Idempotent and safe to race: migrators queue on the exclusive DDL lock, and
+        writers (see `transaction`) wait for it instead of deadlocking with it.
+        """
+        checksum = warehouse_checksum()
+        with self.connect() as conn, conn.transaction():
+            # A writer of this process waiting on us would hang rather than deadlock: fail.
+            conn.execute("SET LOCAL lock_timeout = '120s'")
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (DDL_LOCK,))
+            conn.execute(
+                "CREATE SCHEMA IF NOT EXISTS platform; "
+                "CREATE TABLE IF NOT EXISTS platform.warehouse_version ("
+                " checksum text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            if conn.execute(
+                "SELECT 1 FROM platform.warehouse_version WHERE checksum = %s", (checksum,)
+            ).fetchone():
+                return False
+            conn.execute(warehouse_ddl())
+            conn.execute(
+                "INSERT INTO platform.warehouse_version (checksum) VALUES (%s)", (checksum,)
+            )
+        _migrated_urls.add(self.url)
+        return True
 
     def copy_rows(
         self,

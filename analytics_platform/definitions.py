@@ -26,6 +26,7 @@ from analytics_platform.retention import raw_retention, raw_retention_schedule
 from analytics_platform.schedules import schedules as api_schedules
 from analytics_platform.sensors.alerts import run_failure_alert
 from analytics_platform.sensors.landing import landing_file_sensor
+from analytics_platform.sensors.split_failed_runs import split_failed_runs
 from analytics_platform.sensors.tenant_registry import tenant_registry_sensor
 
 assets = [raw_file_events, raw_api_events, *dbt_layers, *serving_assets]
@@ -46,7 +47,7 @@ def platform_resources() -> dict[str, object]:
     }
 
 
-sensors = [tenant_registry_sensor, landing_file_sensor, run_failure_alert]
+sensors = [tenant_registry_sensor, landing_file_sensor, run_failure_alert, split_failed_runs]
 
 schedules = [raw_retention_schedule, *api_schedules]
 

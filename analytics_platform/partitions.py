@@ -16,15 +16,17 @@ from dagster import (
     MultiPartitionKey,
     MultiPartitionsDefinition,
 )
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
 from analytics_platform.settings import platform_start_date
 from analytics_platform.tenants.ids import validate_tenant_id
 
 PLATFORM_START_DATE = platform_start_date()
+
+# The run tags by which Dagster gives a run a range of partitions (public strings; the
+# constants live in dagster._core only). A test pins them to what Dagster reads.
+ASSET_PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
+ASSET_PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
+PARTITION_NAME_TAG = "dagster/partition"
 
 tenants_partitions = DynamicPartitionsDefinition(name="tenants")
 daily_partitions = DailyPartitionsDefinition(start_date=PLATFORM_START_DATE, timezone="UTC")

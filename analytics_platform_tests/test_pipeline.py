@@ -39,12 +39,19 @@ def materialize_layer(
     )
 
 
-def run_pipeline(instance: DagsterInstance, tags: dict[str, str] | None = None, partition_key=None):
+def run_pipeline(
+    instance: DagsterInstance,
+    tags: dict[str, str] | None = None,
+    partition_key=None,
+    **kwargs,
+):
     """The `tenant_day_pipeline` job exactly as users launch it, resources from the environment."""
     from analytics_platform.definitions import defs
 
     job = defs.resolve_job_def("tenant_day_pipeline")
-    return job.execute_in_process(instance=instance, tags=tags, partition_key=partition_key)
+    return job.execute_in_process(
+        instance=instance, tags=tags, partition_key=partition_key, **kwargs
+    )
 
 
 def warehouse_snapshot(

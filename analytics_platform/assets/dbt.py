@@ -2,7 +2,7 @@
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cache
 from typing import Any
@@ -27,8 +27,15 @@ from psycopg import sql
 
 from analytics_platform.automation import on_upstream_update
 from analytics_platform.checks.freshness import LAYER_FRESHNESS
+from analytics_platform.checks.holds import held_neighbours
 from analytics_platform.dbt_project import dbt_project, manifest_path
-from analytics_platform.partitions import SliceWindow, slice_window, tenant_day, tenant_days
+from analytics_platform.partitions import (
+    SliceWindow,
+    TenantDay,
+    slice_window,
+    tenant_day,
+    tenant_days,
+)
 from analytics_platform.resources.postgres import PostgresResource
 
 
@@ -57,13 +64,20 @@ class PlatformDbtTranslator(DagsterDbtTranslator):
         ).merge_attributes(kinds={"postgres"}, tags={"layer": layer})
 
 
-def partitioned_dbt_vars(window: SliceWindow) -> dict[str, Any]:
-    """The dbt vars that scope every model to the run's tenant-days."""
-    return {
+def partitioned_dbt_vars(window: SliceWindow, held: Sequence[TenantDay] = ()) -> dict[str, Any]:
+    """The dbt vars that scope every model to the run's tenant-days.
+
+    `held` are neighbouring days held back by a failed check (checks/holds.py): the
+    marts leave them as they are instead of refreshing them.
+    """
+    dbt_vars: dict[str, Any] = {
         "tenants": list(window.tenants),
         "start_date": window.start_date.isoformat(),
         "end_date": window.end_date.isoformat(),
     }
+    if held:
+        dbt_vars["held"] = [f"{s.tenant}|{s.date.isoformat()}" for s in held]
+    return dbt_vars
 
 
 def dbt_build_args(dbt_vars: Mapping[str, Any], *, full_refresh: bool = False) -> list[str]:
@@ -225,7 +239,15 @@ def dbt_layer(layer: str) -> AssetsDefinition:
         postgres: PostgresResource,
     ) -> Iterator[Any]:
         window = slice_window(tenant_days(context.partition_keys))
-        args = dbt_build_args(partitioned_dbt_vars(window), full_refresh=config.full_refresh)
+        held = []
+        if layer == "marts":
+            with postgres.connect() as conn:
+                held = held_neighbours(conn, window)
+            if held:
+                context.log.warning(
+                    f"left as they are, held by a failed check: {', '.join(map(str, held))}"
+                )
+        args = dbt_build_args(partitioned_dbt_vars(window, held), full_refresh=config.full_refresh)
         env = postgres.libpq_env()
         with _environment(env):
             invocation = dbt.cli(args, context=context)

@@ -21,7 +21,8 @@ from dagster import (
 
 from analytics_platform.automation import on_upstream_update
 from analytics_platform.checks.freshness import LAYER_FRESHNESS
-from analytics_platform.partitions import tenant_day, tenant_days
+from analytics_platform.checks.holds import held_neighbours
+from analytics_platform.partitions import slice_window, tenant_day, tenant_days
 from analytics_platform.resources.clickhouse import ClickHouseResource
 from analytics_platform.resources.postgres import PostgresResource
 from analytics_platform.tenants.migrations import migrate_tenant
@@ -153,10 +154,15 @@ def served_mart_asset(mart: ServedMart) -> AssetsDefinition:
         for s in tenant_days(context.partition_keys):
             by_tenant.setdefault(s.tenant, []).append(s.date)
         rows = 0
+        with postgres.connect() as conn:
+            held = {
+                (s.tenant, s.date)
+                for s in held_neighbours(conn, slice_window(tenant_days(context.partition_keys)))
+            }
         with clickhouse.session() as session:
             for tenant, days in sorted(by_tenant.items()):
                 migrate_tenant(postgres, clickhouse, session, tenant)
-                dates = served_days(days)
+                dates = [d for d in served_days(days) if (tenant, d) not in held]
                 frame = mart.read(postgres, tenant, dates)
                 if mart.date_column is None:
                     rows += clickhouse.replace_table(session, tenant, mart.table, frame)

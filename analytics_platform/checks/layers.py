@@ -30,7 +30,7 @@ from dagster import (
     multi_asset_check,
 )
 
-from analytics_platform.checks import schemas
+from analytics_platform.checks import holds, schemas
 from analytics_platform.checks.parity import channel_parity, marts_parity, staging_parity
 from analytics_platform.checks.slices import SliceQuery, read_slice
 from analytics_platform.checks.validation import Outcome, validate
@@ -266,6 +266,7 @@ def _description(check: Check) -> str:
 def layer_checks(name: str, checks: Sequence[Check]) -> AssetChecksDefinition:
     """One check op for a layer: every check of `checks` that the run selected."""
     by_key = {AssetCheckKey.from_user_string(f"{c.asset}:{c.name}"): c for c in checks}
+    layer = name.removesuffix("_checks")
 
     @multi_asset_check(
         name=name,
@@ -294,6 +295,7 @@ def layer_checks(name: str, checks: Sequence[Check]) -> AssetChecksDefinition:
             f" and {len(slices) - 10} more" if len(slices) > 10 else ""
         )
         frames: dict[SliceQuery, pd.DataFrame] = {}
+        results, blocking_failures = [], []
         with postgres.connect() as conn:
             for key in sorted(context.selected_asset_check_keys, key=str):
                 check = by_key[key]
@@ -303,7 +305,17 @@ def layer_checks(name: str, checks: Sequence[Check]) -> AssetChecksDefinition:
                 )
                 if not result.passed:
                     context.log.warning(f"{check.asset}:{check.name}: {result.description}")
-                yield result
+                    if check.severity == ERROR:
+                        blocking_failures.append(f"{check.asset}:{check.name}")
+                results.append(result)
+        # Before the results (a failed blocking one ends the step): other runs, those of
+        # the neighbouring days, must not publish what failed here either.
+        with postgres.transaction() as conn:
+            if blocking_failures:
+                holds.hold(conn, slices, layer, blocking_failures, context.run.run_id)
+            else:
+                holds.release(conn, slices, layer)
+        yield from results
 
     return run_checks
 

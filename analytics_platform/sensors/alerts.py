@@ -1,12 +1,12 @@
 """`run_failure_alert`: every failed run becomes a JSON alert on ALERT_WEBHOOK_URL."""
 
 from dagster import DefaultSensorStatus, RunFailureSensorContext, run_failure_sensor
-from dagster._core.storage.tags import (
+
+from analytics_platform.partitions import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
     PARTITION_NAME_TAG,
 )
-
 from analytics_platform.resources.alerts import AlertWebhookResource, redact
 
 MAX_ERROR_CHARS = 4000

@@ -1,4 +1,6 @@
--- Warehouse layout owned by the platform. Idempotent: applied before every load.
+-- Warehouse layout owned by the platform. Idempotent, applied at start-up (analytics-platform
+-- migrate, dev, demo, tenants add) and recorded by its checksum in platform.warehouse_version:
+-- runs only check that version, so no DDL ever runs beside their loads.
 CREATE SCHEMA IF NOT EXISTS platform;
 CREATE SCHEMA IF NOT EXISTS raw;
 CREATE SCHEMA IF NOT EXISTS staging;
@@ -133,4 +135,18 @@ CREATE TABLE IF NOT EXISTS platform.api_watermarks (
     run_id         text,
     updated_at     timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant_id, partition_date)
+);
+
+-- Tenant-days held back by a failed blocking check of a layer, until a run of that
+-- tenant-day passes that layer's checks again. The runs of neighbouring days, which
+-- refresh a day's sessions and serve it again (sessions cross midnight), leave a held
+-- day's marts and ClickHouse partitions as they were instead of publishing it.
+CREATE TABLE IF NOT EXISTS platform.held_slices (
+    tenant_id      text NOT NULL,
+    partition_date date NOT NULL,
+    layer          text NOT NULL,
+    checks         text NOT NULL,
+    run_id         text,
+    held_at        timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, partition_date, layer)
 );

@@ -40,11 +40,37 @@
     {%- endif -%}
 {%- endmacro %}
 
+{#
+  The days a marts run rebuilds: its own and their neighbours (a session crossing
+  midnight belongs to the day it starts), less the neighbours held back by a failed
+  blocking check (var 'held', "tenant|YYYY-MM-DD" items, see checks/holds.py): those
+  keep the rows they have until a run of their own passes.
+#}
+{% macro refreshed_slice(tenant_column='tenant_id', date_column='event_date') -%}
+    {{ tenant_day_filter(tenant_column, date_column, days_before=1, days_after=1) }}
+    and {{ not_held(tenant_column, date_column) }}
+{%- endmacro %}
+
+{% macro not_held(tenant_column, date_column) -%}
+    {%- set held = var('held', none) or [] -%}
+    {%- if held | length == 0 -%}
+        true
+    {%- else -%}
+        {%- for item in held -%}
+            {%- if not modules.re.fullmatch('[a-z][a-z0-9_]{1,39}[|][0-9]{4}-[0-9]{2}-[0-9]{2}', item | string) -%}
+                {{ exceptions.raise_compiler_error("invalid item in var 'held': " ~ item) }}
+            {%- endif -%}
+        {%- endfor -%}
+        ({{ tenant_column }} || '|' || {{ date_column }}::text) not in ({% for item in held %}'{{ item }}'{{ ", " if not loop.last }}{% endfor %})
+    {%- endif -%}
+{%- endmacro %}
+
 {# pre_hook of incremental models: clear the slice, in the same transaction as the insert. #}
-{% macro delete_tenant_day_slice(date_column='event_date', days_before=0, days_after=0) -%}
+{% macro delete_tenant_day_slice(date_column='event_date', refresh_neighbours=false) -%}
     {%- if is_incremental() -%}
         delete from {{ this }}
-        where {{ tenant_day_filter('tenant_id', date_column, days_before, days_after) }}
+        where {{ refreshed_slice('tenant_id', date_column) if refresh_neighbours
+                 else tenant_day_filter('tenant_id', date_column) }}
     {%- endif -%}
 {%- endmacro %}
 
@@ -54,7 +80,7 @@
         delete from {{ this }}
         where (tenant_id, visitor_id) in (
             select tenant_id, visitor_id from {{ ref('fct_sessions') }}
-            where {{ tenant_day_filter('tenant_id', 'session_date', days_before=1, days_after=1) }}
+            where {{ refreshed_slice('tenant_id', 'session_date') }}
         )
     {%- endif -%}
 {%- endmacro %}

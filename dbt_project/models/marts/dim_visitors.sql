@@ -12,7 +12,7 @@
 with touched as (
     select distinct tenant_id, visitor_id
     from {{ ref('fct_sessions') }}
-    where {{ tenant_day_filter('tenant_id', 'session_date', days_before=1, days_after=1) }}
+    where {{ refreshed_slice('tenant_id', 'session_date') }}
 ),
 
 history as (

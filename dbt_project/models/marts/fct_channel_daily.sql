@@ -1,7 +1,7 @@
 {# Sessions, visitors, conversions and revenue per tenant-day and default channel. #}
 {{
   config(
-    pre_hook="{{ delete_tenant_day_slice('event_date', days_before=1, days_after=1) }}",
+    pre_hook="{{ delete_tenant_day_slice('event_date', refresh_neighbours=true) }}",
     indexes=[{'columns': ['tenant_id', 'event_date']}],
   )
 }}
@@ -16,5 +16,5 @@ select
     round(count(*) filter (where converted)::numeric / count(*), 4) as conversion_rate,
     sum(revenue) as revenue
 from {{ ref('fct_sessions') }}
-where {{ tenant_day_filter('tenant_id', 'session_date', days_before=1, days_after=1) }}
+where {{ refreshed_slice('tenant_id', 'session_date') }}
 group by tenant_id, session_date, channel

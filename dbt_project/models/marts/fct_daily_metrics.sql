@@ -4,7 +4,7 @@
 #}
 {{
   config(
-    pre_hook="{{ delete_tenant_day_slice('event_date', days_before=1, days_after=1) }}",
+    pre_hook="{{ delete_tenant_day_slice('event_date', refresh_neighbours=true) }}",
     indexes=[{'columns': ['tenant_id', 'event_date']}],
   )
 }}
@@ -12,7 +12,7 @@
 with events as (
     select tenant_id, event_date, visitor_id, user_id, event_type, revenue
     from {{ ref('stg_events') }}
-    where {{ tenant_day_filter('tenant_id', 'event_date', days_before=1, days_after=1) }}
+    where {{ refreshed_slice('tenant_id', 'event_date') }}
 ),
 
 first_seen as (
@@ -49,7 +49,7 @@ daily_sessions as (
         avg(duration_seconds) as average_session_seconds,
         count(*) filter (where converted) as conversions
     from {{ ref('fct_sessions') }}
-    where {{ tenant_day_filter('tenant_id', 'session_date', days_before=1, days_after=1) }}
+    where {{ refreshed_slice('tenant_id', 'session_date') }}
     group by tenant_id, session_date
 )
 

@@ -6,7 +6,7 @@
 #}
 {{
   config(
-    pre_hook="{{ delete_tenant_day_slice('event_date', days_before=1, days_after=1) }}",
+    pre_hook="{{ delete_tenant_day_slice('event_date', refresh_neighbours=true) }}",
     indexes=[{'columns': ['tenant_id', 'event_date']}],
   )
 }}
@@ -27,7 +27,7 @@
 with sessions as (
     select tenant_id, session_id, session_date, visitor_id, session_start, session_end
     from {{ ref('fct_sessions') }}
-    where {{ tenant_day_filter('tenant_id', 'session_date', days_before=1, days_after=1) }}
+    where {{ refreshed_slice('tenant_id', 'session_date') }}
 ),
 
 step_events as (

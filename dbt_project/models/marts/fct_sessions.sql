@@ -7,7 +7,7 @@
 #}
 {{
   config(
-    pre_hook="{{ delete_tenant_day_slice('session_date', days_before=1, days_after=1) }}",
+    pre_hook="{{ delete_tenant_day_slice('session_date', refresh_neighbours=true) }}",
     indexes=[{'columns': ['tenant_id', 'session_date']}],
   )
 }}
@@ -102,4 +102,4 @@ from sessions
 )
 
 select * from final
-where {{ tenant_day_filter('tenant_id', 'session_date', days_before=1, days_after=1) }}
+where {{ refreshed_slice('tenant_id', 'session_date') }}

@@ -7,8 +7,12 @@ Importing the code location reads `target/manifest.json` but never parses dbt;
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
+import shutil
 import sys
+import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 from dagster_dbt import DbtCliResource, DbtProject
@@ -71,3 +75,41 @@ def prepare() -> Path:
     project = dbt_project()
     dbt_resource().cli(["parse", "--quiet"], target_path=project.target_path).wait()
     return project.manifest_path
+
+
+SLICE_ENV = "ANALYTICS_PLATFORM_SLICE"
+PARTIAL_PARSE = "partial_parse.msgpack"
+
+
+def parse_state_file(libpq_env: Mapping[str, str]) -> Path:
+    """Where dbt's parse state for this connection is kept between invocations.
+
+    dbt re-parses the whole project (about 10 s here) when the connection it
+    parsed against differs, and `prepare` rarely saw the database runs use; so
+    each invocation starts from the state the last one against the same
+    database left, one file per connection.
+    """
+    identity = "|".join(libpq_env.get(k, "") for k in ("PGHOST", "PGPORT", "PGUSER", "PGDATABASE"))
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    return dbt_project().target_path / f"parse-state-{digest}.msgpack"
+
+
+def invocation_target(name: str, libpq_env: Mapping[str, str]) -> Path:
+    """A fresh target folder for one dbt invocation, seeded with the reusable parse state."""
+    target = dbt_project().target_path / f"{name}-{uuid.uuid4().hex[:12]}"
+    target.mkdir(parents=True)
+    state = parse_state_file(libpq_env)
+    if state.exists():
+        shutil.copyfile(state, target / PARTIAL_PARSE)
+    return target
+
+
+def keep_parse_state(target: Path, libpq_env: Mapping[str, str]) -> None:
+    """Keep the invocation's parse state for the next one (atomically: runs overlap)."""
+    produced = target / PARTIAL_PARSE
+    if not produced.exists():
+        return
+    state = parse_state_file(libpq_env)
+    staged = state.with_name(f".{state.name}.{uuid.uuid4().hex[:8]}")
+    shutil.copyfile(produced, staged)
+    os.replace(staged, state)

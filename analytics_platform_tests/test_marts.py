@@ -35,14 +35,18 @@ def build(tenant, day, resources, instance):
 
 
 def row_counts(result) -> dict[str, int]:
-    """`dagster/row_count` of each dbt model's materialization: its rows for the run's slice."""
+    """Each dbt model's rows for a one-partition run: `dagster/row_count` (the partition's),
+    or, for a whole-history model, the tenant's rows (`rows_of_tenant`)."""
     counts = {}
     for event in result.get_asset_materialization_events():
         materialization = event.step_materialization_data.materialization
         if event.step_key.startswith("analytics_dbt_"):
-            counts[materialization.asset_key.to_user_string()] = materialization.metadata[
-                "dagster/row_count"
-            ].value
+            metadata = materialization.metadata
+            if "dagster/row_count" in metadata:
+                count = metadata["dagster/row_count"].value
+            else:
+                (count,) = metadata["rows_of_tenant"].value.values()
+            counts[materialization.asset_key.to_user_string()] = count
     return counts
 
 

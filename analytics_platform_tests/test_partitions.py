@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 from dagster import MultiPartitionKey
 
-from analytics_platform.assets.dbt import dbt_build_args, in_database, partitioned_dbt_vars
+from analytics_platform.assets.dbt import (
+    dbt_build_args,
+    in_database,
+    partitioned_dbt_vars,
+    slice_environment,
+)
 from analytics_platform.partitions import TenantDay, parse_tenant_day, slice_window, tenant_days
 from analytics_platform.tenants.ids import InvalidTenantId, validate_tenant_id
 
@@ -49,14 +55,18 @@ def test_a_set_that_is_not_a_rectangle_is_refused_rather_than_widened():
         slice_window([])
 
 
-def test_dbt_args_always_carry_the_slice():
-    args = dbt_build_args(
+def test_dbt_gets_the_slice_in_its_environment_not_its_vars():
+    # --vars would make dbt re-parse the whole project on every run.
+    assert dbt_build_args() == ["build"]
+    assert dbt_build_args(full_refresh=True) == ["build", "--full-refresh"]
+    env = slice_environment(
         {"tenants": ["acme"], "start_date": "2026-11-01", "end_date": "2026-11-01"}
     )
-    assert args[:2] == ["build", "--vars"]
-    assert '"tenants": ["acme"]' in args[2]
-    assert "--full-refresh" not in args
-    assert dbt_build_args({}, full_refresh=True)[-1] == "--full-refresh"
+    assert json.loads(env["ANALYTICS_PLATFORM_SLICE"]) == {
+        "tenants": ["acme"],
+        "start_date": "2026-11-01",
+        "end_date": "2026-11-01",
+    }
 
 
 def test_the_manifest_is_pointed_at_the_database_dbt_runs_against():

@@ -24,6 +24,7 @@ from dagster import (
 from pydantic import Field
 
 from analytics_platform.assets.raw import raw_table_schema
+from analytics_platform.assets.row_counts import row_count_metadata
 from analytics_platform.checks.freshness import LAYER_FRESHNESS
 from analytics_platform.ingest.contract import CONTRACT_COLUMNS, ContractViolation, to_canonical
 from analytics_platform.ingest.copy_text import quarantine_text
@@ -306,7 +307,7 @@ def raw_api_events(
     reasons = sum((r.reasons for r in reports), Counter())
     return MaterializeResult(
         metadata={
-            "dagster/row_count": sum(r.rows_loaded for r in reports),
+            **row_count_metadata({r.slice: r.rows_loaded for r in reports}),
             "pages": sum(r.pages for r in reports),
             "rows_read": sum(r.rows_read for r in reports),
             "rows_loaded": sum(r.rows_loaded for r in reports),

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cache
@@ -15,6 +16,7 @@ from dagster import (
     AssetSpec,
     BackfillPolicy,
     Config,
+    MetadataValue,
     Output,
 )
 from dagster_dbt import (
@@ -25,10 +27,17 @@ from dagster_dbt import (
 )
 from psycopg import sql
 
+from analytics_platform.assets.row_counts import row_count_metadata
 from analytics_platform.automation import on_upstream_update
 from analytics_platform.checks.freshness import LAYER_FRESHNESS
 from analytics_platform.checks.holds import held_neighbours
-from analytics_platform.dbt_project import dbt_project, manifest_path
+from analytics_platform.dbt_project import (
+    SLICE_ENV,
+    dbt_project,
+    invocation_target,
+    keep_parse_state,
+    manifest_path,
+)
 from analytics_platform.partitions import (
     SliceWindow,
     TenantDay,
@@ -80,9 +89,18 @@ def partitioned_dbt_vars(window: SliceWindow, held: Sequence[TenantDay] = ()) ->
     return dbt_vars
 
 
-def dbt_build_args(dbt_vars: Mapping[str, Any], *, full_refresh: bool = False) -> list[str]:
-    args = ["build", "--vars", json.dumps(dict(dbt_vars), sort_keys=True)]
-    return [*args, "--full-refresh"] if full_refresh else args
+def dbt_build_args(*, full_refresh: bool = False) -> list[str]:
+    """The dbt command; the slice goes in the environment (see `slice_environment`)."""
+    return ["build", "--full-refresh"] if full_refresh else ["build"]
+
+
+def slice_environment(dbt_vars: Mapping[str, Any]) -> dict[str, str]:
+    """The run's slice for dbt's `slice_var` macro (macros/tenant_day_slice.sql).
+
+    Passed in the environment rather than as --vars: dbt re-parses the whole
+    project whenever its vars change, i.e. on every run.
+    """
+    return {SLICE_ENV: json.dumps(dict(dbt_vars), sort_keys=True)}
 
 
 @contextmanager
@@ -104,6 +122,21 @@ DAY_COLUMNS = ("event_date", "session_date")
 
 
 @cache
+def model_layers() -> dict[str, str]:
+    """Model name -> its layer (the folder under models/), read from the manifest."""
+    manifest = json.loads(manifest_path().read_text())
+    return {
+        node["name"]: node["fqn"][1]
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "model"
+    }
+
+
+def model_layer(name: str) -> str:
+    return model_layers()[name]
+
+
+@cache
 def model_relations() -> dict[str, tuple[str, str, str | None]]:
     """Model name -> (schema, table, its day column or None), read from the manifest."""
     manifest = json.loads(manifest_path().read_text())
@@ -115,25 +148,38 @@ def model_relations() -> dict[str, tuple[str, str, str | None]]:
     return relations
 
 
-def slice_row_count(
+def slice_row_counts(
     conn: psycopg.Connection, relation: tuple[str, str, str | None], window: SliceWindow
-) -> int:
-    """Rows a model holds for the run's tenants (and days, when it has a day column)."""
+) -> dict[str, object]:
+    """Row-count metadata of a model for the run's slice (see assets/row_counts.py).
+
+    A day-partitioned model is counted per tenant-day; a whole-history one (no day
+    column) per tenant, as `rows_of_tenant`, since no partition owns those rows.
+    """
     schema, table, day = relation
-    query = sql.SQL("SELECT count(*) FROM {} WHERE tenant_id = ANY(%s)").format(
-        sql.Identifier(schema, table)
-    )
-    params: list[object] = [list(window.tenants)]
-    if day is not None:
-        query += sql.SQL(" AND {} BETWEEN %s AND %s").format(sql.Identifier(day))
-        params += [window.start_date, window.end_date]
-    return conn.execute(query, params).fetchone()[0]
+    if day is None:
+        query = sql.SQL(
+            "SELECT tenant_id, count(*) FROM {} WHERE tenant_id = ANY(%s) GROUP BY 1"
+        ).format(sql.Identifier(schema, table))
+        per_tenant = dict.fromkeys(window.tenants, 0)
+        per_tenant.update(conn.execute(query, [list(window.tenants)]).fetchall())
+        return {"rows_of_tenant": MetadataValue.json(dict(sorted(per_tenant.items())))}
+    query = sql.SQL(
+        "SELECT tenant_id, {day}, count(*) FROM {table} WHERE tenant_id = ANY(%s) "
+        "AND {day} BETWEEN %s AND %s GROUP BY 1, 2"
+    ).format(day=sql.Identifier(day), table=sql.Identifier(schema, table))
+    counts = {TenantDay(t, d): 0 for t in window.tenants for d in window.dates}
+    for tenant, date, rows in conn.execute(
+        query, [list(window.tenants), window.start_date, window.end_date]
+    ):
+        counts[TenantDay(tenant, date)] = rows
+    return row_count_metadata(counts)
 
 
 def with_slice_row_counts(
     events: Iterator[Any], postgres: PostgresResource, window: SliceWindow
 ) -> Iterator[Any]:
-    """dbt's events, each model's output carrying `dagster/row_count` for the run's slice.
+    """dbt's events, each model's output carrying the row counts of the run's slice.
 
     (dagster-dbt's fetch_row_counts counts whole tables through the manifest's
     relation names, which name the database the manifest was parsed against.)
@@ -144,7 +190,7 @@ def with_slice_row_counts(
             relation = relations.get(getattr(event, "output_name", None))
             if isinstance(event, Output) and relation is not None:
                 event = event.with_metadata(
-                    {**event.metadata, "dagster/row_count": slice_row_count(conn, relation, window)}
+                    {**event.metadata, **slice_row_counts(conn, relation, window)}
                 )
             yield event
 
@@ -207,6 +253,38 @@ def with_column_metadata(invocation: Any, models: set[str]) -> Iterator[Any]:
         yield event
 
 
+# Advisory lock key (any 64-bit constant) held by a build that creates the models' tables.
+FIRST_BUILD_LOCK = 0x646274_6669727374
+
+
+@contextmanager
+def first_build_guard(postgres: PostgresResource, layer: str) -> Iterator[None]:
+    """Serialize the builds of a layer while one of its tables does not exist yet.
+
+    dbt creates an incremental model's table on its first build (DDL), and two
+    runs doing that at once fail with "relation already exists". Once the tables
+    exist, builds of different tenants run side by side (each model locks its
+    tenants instead: macros/tenant_day_slice.sql).
+    """
+    tables = [
+        f"{schema}.{table}"
+        for name, (schema, table, _day) in model_relations().items()
+        if model_layer(name) == layer
+    ]
+    with postgres.connect(autocommit=True) as conn:
+        missing = [
+            t for t in tables if conn.execute("SELECT to_regclass(%s)", (t,)).fetchone()[0] is None
+        ]
+        if not missing:
+            yield
+            return
+        conn.execute("SELECT pg_advisory_lock(%s)", (FIRST_BUILD_LOCK,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (FIRST_BUILD_LOCK,))
+
+
 def _translator() -> PlatformDbtTranslator:
     return PlatformDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
@@ -227,10 +305,6 @@ def dbt_layer(layer: str) -> AssetsDefinition:
         backfill_policy=BackfillPolicy.single_run(),
         dagster_dbt_translator=_translator(),
         name=f"analytics_dbt_{layer}",
-        # Runs for neighbouring days rebuild overlapping slices (sessions cross
-        # midnight): one dbt invocation at a time keeps concurrent runs from
-        # interleaving them.
-        pool="dbt",
     )
     def build_layer(
         context: AssetExecutionContext,
@@ -247,16 +321,24 @@ def dbt_layer(layer: str) -> AssetsDefinition:
                 context.log.warning(
                     f"left as they are, held by a failed check: {', '.join(map(str, held))}"
                 )
-        args = dbt_build_args(partitioned_dbt_vars(window, held), full_refresh=config.full_refresh)
-        env = postgres.libpq_env()
-        with _environment(env):
-            invocation = dbt.cli(args, context=context)
-        if "PGDATABASE" in env:
-            invocation.manifest = in_database(invocation.manifest, env["PGDATABASE"])
-        # Asset keys are the model names (PlatformDbtTranslator).
-        models = {key.path[-1] for key in context.selected_asset_keys} & set(model_relations())
-        events = with_column_metadata(invocation, models)
-        yield from with_slice_row_counts(events, postgres, window)
+        args = dbt_build_args(full_refresh=config.full_refresh)
+        connection = postgres.libpq_env()
+        target = invocation_target(f"analytics_dbt_{layer}", connection)
+        with first_build_guard(postgres, layer):
+            with _environment(
+                {**connection, **slice_environment(partitioned_dbt_vars(window, held))}
+            ):
+                invocation = dbt.cli(args, context=context, target_path=target)
+            if "PGDATABASE" in connection:
+                invocation.manifest = in_database(invocation.manifest, connection["PGDATABASE"])
+            # Asset keys are the model names (PlatformDbtTranslator).
+            models = {key.path[-1] for key in context.selected_asset_keys} & set(model_relations())
+            events = with_column_metadata(invocation, models)
+            yield from with_slice_row_counts(events, postgres, window)
+        keep_parse_state(target, connection)
+        # Kept when dbt failed (the error names its dbt.log there); a daemon running for
+        # weeks would otherwise fill target/ with a folder per step.
+        shutil.rmtree(target, ignore_errors=True)
 
     return build_layer
 

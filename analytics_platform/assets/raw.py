@@ -15,6 +15,7 @@ from dagster import (
     asset,
 )
 
+from analytics_platform.assets.row_counts import row_count_metadata
 from analytics_platform.checks.freshness import LAYER_FRESHNESS
 from analytics_platform.checks.parity import ingest_parity
 from analytics_platform.ingest.drift import record_new_fields
@@ -130,7 +131,7 @@ def raw_file_events(
             context.log.warning(f"no landing files for {report.slice} in {landing.root}")
     return MaterializeResult(
         metadata={
-            "dagster/row_count": sum(r.rows_loaded for r in reports),
+            **row_count_metadata({r.slice: r.rows_loaded for r in reports}),
             "rows_read": sum(r.rows_read for r in reports),
             "rows_loaded": sum(r.rows_loaded for r in reports),
             "rows_quarantined": sum(r.rows_quarantined for r in reports),

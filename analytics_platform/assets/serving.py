@@ -19,10 +19,11 @@ from dagster import (
     asset,
 )
 
+from analytics_platform.assets.row_counts import row_count_metadata
 from analytics_platform.automation import on_upstream_update
 from analytics_platform.checks.freshness import LAYER_FRESHNESS
 from analytics_platform.checks.holds import held_neighbours
-from analytics_platform.partitions import slice_window, tenant_day, tenant_days
+from analytics_platform.partitions import TenantDay, slice_window, tenant_day, tenant_days
 from analytics_platform.resources.clickhouse import ClickHouseResource
 from analytics_platform.resources.postgres import PostgresResource
 from analytics_platform.tenants.migrations import migrate_tenant
@@ -153,7 +154,8 @@ def served_mart_asset(mart: ServedMart) -> AssetsDefinition:
         by_tenant: dict[str, list[dt.date]] = {}
         for s in tenant_days(context.partition_keys):
             by_tenant.setdefault(s.tenant, []).append(s.date)
-        rows = 0
+        counts: dict[TenantDay, int] = {}
+        rows_served = 0
         with postgres.connect() as conn:
             held = {
                 (s.tenant, s.date)
@@ -165,14 +167,18 @@ def served_mart_asset(mart: ServedMart) -> AssetsDefinition:
                 dates = [d for d in served_days(days) if (tenant, d) not in held]
                 frame = mart.read(postgres, tenant, dates)
                 if mart.date_column is None:
-                    rows += clickhouse.replace_table(session, tenant, mart.table, frame)
+                    rows_served += clickhouse.replace_table(session, tenant, mart.table, frame)
                 else:
-                    rows += clickhouse.replace_partitions(
+                    rows_served += clickhouse.replace_partitions(
                         session, tenant, mart.table, frame, dates, date_column=mart.date_column
                     )
+                    per_day = frame[mart.date_column].dt.date.value_counts()
+                    counts.update({TenantDay(tenant, d): int(per_day.get(d, 0)) for d in days})
         return MaterializeResult(
             metadata={
-                "dagster/row_count": rows,
+                # Whole-history marts belong to no partition: only their total is shown.
+                **(row_count_metadata(counts) if mart.date_column else {}),
+                "rows_served": rows_served,
                 "databases": sorted(clickhouse.database_for(t) for t in by_tenant),
                 "backend": "chdb (embedded)" if clickhouse.is_embedded else "clickhouse server",
             }

@@ -262,7 +262,9 @@ def evaluate_landing(
 
 @sensor(
     job=tenant_day_pipeline,
-    minimum_interval_seconds=30,
+    # A renamed file is taken at its second sighting (size and mtime unchanged), so the
+    # interval is most of the landing -> run latency; a quiet tick is one listing.
+    minimum_interval_seconds=10,
     default_status=DefaultSensorStatus.RUNNING,
     description=(
         "Starts a tenant_day_pipeline run for each tenant-day with a new or changed file "

@@ -6,7 +6,7 @@
   so building a day refreshes the sessions of its neighbours too.
 #}
 {% macro slice_tenants() -%}
-    {%- set tenants = var('tenants') -%}
+    {%- set tenants = slice_var('tenants') -%}
     {%- if tenants is string or tenants | length == 0 -%}
         {{ exceptions.raise_compiler_error("var 'tenants' must be a non-empty list of tenant ids") }}
     {%- endif -%}
@@ -20,7 +20,7 @@
 
 {# Only the tenant part of the slice, for models that read a tenant's whole history. #}
 {% macro tenant_filter(tenant_column='tenant_id') -%}
-    {%- if var('tenants') is none -%}
+    {%- if slice_var('tenants') is none -%}
         true
     {%- else -%}
         {{ tenant_column }} in ({% for tenant in slice_tenants() %}'{{ tenant }}'{{ ", " if not loop.last }}{% endfor %})
@@ -28,12 +28,12 @@
 {%- endmacro %}
 
 {% macro tenant_day_filter(tenant_column='tenant_id', date_column='event_date', days_before=0, days_after=0) -%}
-    {%- if var('tenants') is none -%}
+    {%- if slice_var('tenants') is none -%}
         true
     {%- else -%}
-        {%- set start_date = modules.datetime.date.fromisoformat(var('start_date') | string)
+        {%- set start_date = modules.datetime.date.fromisoformat(slice_var('start_date') | string)
             - modules.datetime.timedelta(days=days_before) -%}
-        {%- set end_date = modules.datetime.date.fromisoformat(var('end_date') | string)
+        {%- set end_date = modules.datetime.date.fromisoformat(slice_var('end_date') | string)
             + modules.datetime.timedelta(days=days_after) -%}
         {{ tenant_filter(tenant_column) }}
         and {{ date_column }} between '{{ start_date }}'::date and '{{ end_date }}'::date
@@ -52,7 +52,7 @@
 {%- endmacro %}
 
 {% macro not_held(tenant_column, date_column) -%}
-    {%- set held = var('held', none) or [] -%}
+    {%- set held = slice_var('held') or [] -%}
     {%- if held | length == 0 -%}
         true
     {%- else -%}
@@ -83,4 +83,33 @@
             where {{ refreshed_slice('tenant_id', 'session_date') }}
         )
     {%- endif -%}
+{%- endmacro %}
+
+{#
+  Project-wide pre_hook (before each model's own): lock the run's tenants until the
+  model's transaction commits. Two builds of one tenant (overlapping runs, or a dbt
+  process orphaned by a killed run worker) then rewrite a model's slice one after the
+  other, each seeing what the other committed, so a slice is never loaded twice.
+  Different tenants never wait for each other. Tenants come sorted (no deadlock).
+#}
+{% macro lock_run_tenants() -%}
+    {%- if slice_var('tenants') is not none -%}
+        select pg_advisory_xact_lock(hashtext('dbt|' || tenant))
+        from unnest(array[{% for tenant in slice_tenants() | sort %}'{{ tenant }}'{{ ", " if not loop.last }}{% endfor %}]::text[]) as tenant
+    {%- endif -%}
+{%- endmacro %}
+
+{#
+  The run's slice: Dagster sets ANALYTICS_PLATFORM_SLICE (JSON with tenants,
+  start_date, end_date, held) for every partitioned build; a manual `dbt build`
+  can pass the same names as --vars. Not --vars from Dagster: dbt re-parses the
+  whole project whenever its vars change (every run), and an environment variable
+  read only while executing (never while parsing) leaves partial parsing intact.
+#}
+{% macro slice_var(name) -%}
+    {%- set raw = env_var('ANALYTICS_PLATFORM_SLICE', '') if execute else '' -%}
+    {%- if raw -%}
+        {{ return(fromjson(raw).get(name)) }}
+    {%- endif -%}
+    {{ return(var(name, none)) }}
 {%- endmacro %}

@@ -11,7 +11,7 @@
     {%- set where = config.get('where', '') -%}
     {%- if where -%}{%- do conditions.append('(' ~ where ~ ')') -%}{%- endif -%}
     {#- Parsing renders tests with only dbt's own macros at hand; runs have them all. -#}
-    {%- set slice = run_slice_condition(relation) if execute and var('tenants') is not none else '' -%}
+    {%- set slice = run_slice_condition(relation) if execute and slice_var('tenants') is not none else '' -%}
     {%- if slice -%}{%- do conditions.append(slice) -%}{%- endif -%}
     {%- if conditions -%}
         {%- set filtered -%}

@@ -1,0 +1,293 @@
+"""`analytics-platform query TENANT SQL`: read-only SQL against one tenant's ClickHouse database.
+
+With embedded chDB a person otherwise has no way to look at the served data
+short of writing Python. Three walls keep the query inside the tenant:
+
+1. ClickHouse parses the text once (`formatQuery`): a second statement is a
+   syntax error, comments disappear, and only that canonical text runs.
+2. `sql_guard` reads ClickHouse's syntax tree, then its analyzed tree, and
+   refuses writes, other databases, outside-reaching table functions, dictGet
+   and the like.
+3. The session runs with `readonly=1` (chDB: `SET` before the query; server:
+   a setting on every request), so the engine itself refuses writes and any
+   attempt to change settings (`SETTINGS readonly=0`).
+
+The tenant's database is the default database, so `fct_sessions` means
+`tenant_<id>.fct_sessions`.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import pandas as pd
+
+from analytics_platform.explore.sql_guard import (
+    QueryRefused,
+    check_ast,
+    check_query_tree,
+    parse_ast,
+    sql_string,
+    statement_kind,
+)
+from analytics_platform.resources.clickhouse import ClickHouseResource, quote_identifier
+from analytics_platform.settings import redact_url
+
+DEFAULT_MAX_ROWS = 10_000
+FORMATS = ("table", "csv", "json")
+
+
+class QueryFailed(RuntimeError):
+    """ClickHouse refused or failed the query; the message carries its reason."""
+
+
+class TenantDatabaseMissing(LookupError):
+    pass
+
+
+class Reader(Protocol):
+    def query_df(self, query: str) -> pd.DataFrame: ...
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    columns: list[str]
+    types: list[str]
+    rows: list[tuple[Any, ...]]
+    truncated: bool
+
+
+def read_only_settings(max_rows: int | None = None) -> dict[str, Any]:
+    """Settings of a query: read only and, given `max_rows`, a cap on the rows sent back.
+
+    The cap stops at a block boundary (`break`), so more rows may arrive; the
+    checks' own queries run without it, so their printouts are never cut short.
+    """
+    if max_rows is None:
+        return {"readonly": 1}
+    return {"readonly": 1, "max_result_rows": max_rows + 1, "result_overflow_mode": "break"}
+
+
+def embedded_session_statements(database: str, max_rows: int | None = None) -> list[str]:
+    """What a chDB session runs before the query: the settings (readonly last), then USE."""
+    settings = read_only_settings(max_rows)
+    readonly = settings.pop("readonly")
+    statements = [f"SET {name} = {value!r}" for name, value in settings.items()]
+    # readonly=1 forbids every later SET, so it comes last; USE is still allowed.
+    return [*statements, f"SET readonly = {readonly}", f"USE {quote_identifier(database)}"]
+
+
+class _ServerReader:
+    """A clickhouse-connect client on the tenant's database, sending the settings per query."""
+
+    def __init__(self, client: Any, settings: dict[str, Any]):
+        self._client = client
+        self._settings = settings
+
+    def query_df(self, query: str) -> pd.DataFrame:
+        return self._client.query_df(query, settings=self._settings)
+
+
+def _tenant_tables(session: Any, database: str) -> pd.DataFrame:
+    return session.query_df(
+        f"SELECT name FROM system.tables WHERE database = {sql_string(database)} ORDER BY name"
+    )
+
+
+def _require_database(session: Any, tenant: str, database: str) -> None:
+    found = session.query_df(
+        f"SELECT count() AS n FROM system.databases WHERE name = {sql_string(database)}"
+    )
+    if int(found["n"].iloc[0]) == 0:
+        raise TenantDatabaseMissing(
+            f"tenant {tenant} has no ClickHouse database {database}: register it with "
+            f"`analytics-platform tenants add {tenant}` (or check CLICKHOUSE_URL)"
+        )
+
+
+@contextmanager
+def tenant_reader(
+    clickhouse: ClickHouseResource, tenant: str, *, max_rows: int | None = None
+) -> Iterator[Reader]:
+    """A read-only session whose default database is the tenant's.
+
+    Embedded: a session of `clickhouse.session()`, so it takes chDB's file lock
+    like every other user of the data path; its settings end with the session.
+    """
+    database = clickhouse.database_for(tenant)
+    if clickhouse.is_embedded:
+        with clickhouse.session() as session:
+            _require_database(session, tenant, database)
+            for statement in embedded_session_statements(database, max_rows):
+                session.command(statement)
+            yield session
+        return
+    import clickhouse_connect
+
+    try:
+        client = clickhouse_connect.get_client(dsn=clickhouse.url, database=database)
+    except Exception as err:  # clickhouse-connect's own errors, raised while connecting
+        raise QueryFailed(
+            f"could not reach the ClickHouse server at {redact_url(clickhouse.url)} "
+            f"(CLICKHOUSE_URL) as database {database}: {err}"
+        ) from err
+    try:
+        reader = _ServerReader(client, read_only_settings(max_rows))
+        _require_database(reader, tenant, database)
+        yield reader
+    finally:
+        client.close()
+
+
+def _ask(reader: Reader, query: str) -> pd.DataFrame:
+    try:
+        return reader.query_df(query)
+    except QueryRefused:
+        raise
+    except Exception as err:  # chDB and clickhouse-connect raise their own error types
+        raise QueryFailed(f"ClickHouse refused the query: {str(err).strip()}") from err
+
+
+def canonical_query(reader: Reader, sql: str) -> str:
+    """ClickHouse's formatting of `sql`: one statement, comments gone, or a syntax error."""
+    if not sql.strip():
+        raise QueryRefused("the query is empty: give one SELECT statement")
+    try:
+        return str(_ask(reader, f"SELECT formatQuery({sql_string(sql)}) AS q")["q"].iloc[0])
+    except QueryFailed as err:
+        # The parser's message names our formatQuery(...) wrapper; the user wrote the inside.
+        reason = str(err).split(": In scope SELECT formatQuery(", 1)[0]
+        if "Multi-statements are not allowed" in reason:
+            raise QueryRefused(
+                "one statement at a time: the query holds more than one (a ';' followed by more)"
+            ) from err
+        raise QueryFailed(reason) from err
+
+
+def checked_query(reader: Reader, database: str, sql: str) -> tuple[str, str]:
+    """(statement kind, the canonical text that may run), or QueryRefused saying why not."""
+    canonical = canonical_query(reader, sql)
+    ast = parse_ast(_ask(reader, f"EXPLAIN AST {canonical}")["explain"].tolist())
+    kind = statement_kind(ast, canonical)
+    table_functions = _ask(reader, "SELECT name FROM system.table_functions")["name"].tolist()
+    check_ast(ast, database, table_functions)
+    if kind == "SELECT":
+        # Only now may ClickHouse analyze it (analysis runs scalar subqueries).
+        tree = _ask(reader, f"EXPLAIN QUERY TREE {canonical}")["explain"].tolist()
+        check_query_tree(tree, database)
+    return kind, canonical
+
+
+def run_query(
+    clickhouse: ClickHouseResource, tenant: str, sql: str, *, max_rows: int = DEFAULT_MAX_ROWS
+) -> QueryResult:
+    """Run one read-only statement in the tenant's database and return at most `max_rows` rows."""
+    database = clickhouse.database_for(tenant)
+    with tenant_reader(clickhouse, tenant) as reader:
+        try:
+            kind, canonical = checked_query(reader, database, sql)
+        except QueryRefused as err:
+            if "outside this tenant's database" in str(err):
+                tables = ", ".join(_tenant_tables(reader, database)["name"]) or "none yet"
+                raise QueryRefused(f"{err}. Tables of {database}: {tables}") from err
+            raise
+    # A second session, capped: chDB admits no settings change after readonly=1.
+    with tenant_reader(clickhouse, tenant, max_rows=max_rows) as reader:
+        types: list[str] = []
+        if kind == "SELECT":
+            types = _ask(reader, f"DESCRIBE ({canonical})")["type"].tolist()
+        frame = _ask(reader, canonical)
+    rows = [tuple(row) for row in frame.itertuples(index=False, name=None)]
+    columns = [str(c) for c in frame.columns]
+    return QueryResult(
+        columns=columns,
+        types=types or ["String"] * len(columns),
+        rows=rows[:max_rows],
+        truncated=len(rows) > max_rows,
+    )
+
+
+def plain_value(value: Any, clickhouse_type: str = "") -> Any:
+    """A DataFrame cell as JSON-ready Python: None for NULL/NaN, dates as ISO text, lists."""
+    if value is None or value is pd.NaT or value is pd.NA:
+        return None
+    if hasattr(value, "tolist") and not isinstance(value, str):  # numpy arrays and scalars
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [plain_value(item) for item in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, pd.Timestamp):
+        value = value.to_pydatetime()
+    if isinstance(value, dt.datetime):
+        if "Date" in clickhouse_type and "DateTime" not in clickhouse_type:
+            return value.date().isoformat()
+        return value.isoformat(sep=" ")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return value
+
+
+def _plain_rows(result: QueryResult) -> list[list[Any]]:
+    return [
+        [plain_value(value, kind) for value, kind in zip(row, result.types, strict=False)]
+        for row in result.rows
+    ]
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, default=str)
+    return str(value)
+
+
+def format_result(result: QueryResult, output: str = "table") -> str:
+    """The rows as an aligned table, CSV with a header, or a JSON list of objects."""
+    rows = _plain_rows(result)
+    if output == "json":
+        return json.dumps(
+            [dict(zip(result.columns, row, strict=True)) for row in rows], default=str, indent=2
+        )
+    if output == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(result.columns)
+        writer.writerows([["" if v is None else _text(v) for v in row] for row in rows])
+        return buffer.getvalue().rstrip("\n")
+    if output != "table":
+        raise ValueError(f"unknown output format {output!r}: use one of {', '.join(FORMATS)}")
+    return _aligned_table(result.columns, rows, result.truncated)
+
+
+def _aligned_table(columns: Sequence[str], rows: list[list[Any]], truncated: bool) -> str:
+    cells = [[_text(v) for v in row] for row in rows]
+    widths = [max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(columns)]
+    numeric = [
+        bool(rows) and all(isinstance(row[i], (int, float)) or row[i] is None for row in rows)
+        for i in range(len(columns))
+    ]
+
+    def line(values: Sequence[str]) -> str:
+        parts = [
+            v.rjust(w) if is_number else v.ljust(w)
+            for v, w, is_number in zip(values, widths, numeric, strict=True)
+        ]
+        return "  ".join(parts).rstrip()
+
+    out = [line(columns), "  ".join("-" * w for w in widths)]
+    out += [line(row) for row in cells]
+    count = f"({len(rows)} row{'s' if len(rows) != 1 else ''}"
+    out.append(count + (", more not shown: raise --max-rows)" if truncated else ")"))
+    return "\n".join(out)

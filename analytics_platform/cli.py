@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 import re
 import shlex
@@ -282,6 +283,39 @@ def tenants_clickhouse_reader(tenant_id: str, password: str, apply: bool) -> Non
         for statement in statements:
             session.command(statement)
     click.echo(f"user reader_{tenant_id} can read {clickhouse.database_for(tenant_id)} only")
+
+
+@main.command()
+@click.argument("target", metavar="MODEL.COLUMN")
+@click.option(
+    "--format", "output", type=click.Choice(["tree", "json"]), default="tree", show_default=True
+)
+def lineage(target: str, output: str) -> None:
+    """Upstream columns of MODEL.COLUMN, down to the raw tables (e.g. fct_sessions.channel).
+
+    Read from the column lineage the latest materializations carry in the Dagster instance.
+    """
+    from analytics_platform.dbt_project import ManifestMissing, manifest_path
+    from analytics_platform.explore.lineage import (
+        LineageError,
+        dbt_models,
+        format_tree,
+        latest_column_lineage,
+        lineage_tree,
+        parse_target,
+        read_manifest,
+    )
+
+    try:
+        model, column = parse_target(target)
+        models = dbt_models(read_manifest(manifest_path()))
+        with _platform() as (_postgres, _clickhouse, instance):
+            tree = lineage_tree(
+                model, column, lambda asset: latest_column_lineage(instance, asset), models
+            )
+    except (LineageError, ManifestMissing) as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(json.dumps(tree.as_dict(), indent=2) if output == "json" else format_tree(tree))
 
 
 @main.command()

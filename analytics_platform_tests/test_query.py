@@ -28,7 +28,12 @@ from analytics_platform.explore.query import (
     run_query,
     tenant_reader,
 )
-from analytics_platform.explore.sql_guard import QueryRefused, check_function
+from analytics_platform.explore.sql_guard import (
+    QueryRefused,
+    check_function,
+    check_query_tree,
+    parse_ast,
+)
 from analytics_platform.resources.clickhouse import ClickHouseResource
 from analytics_platform.resources.postgres import PostgresResource
 from analytics_platform.tenants.migrations import migrate_tenant
@@ -371,3 +376,19 @@ def test_cli_prints_rows_and_refuses_writes(clickhouse_url, tenants, tmp_path):
     )
     assert refused.returncode == 1
     assert "refused: DROP statements are refused" in refused.stderr
+
+
+def test_printouts_that_could_be_misread_are_checked_whole():
+    """Pure checks on ClickHouse's printouts, for shapes the engine prints rarely."""
+    final = "    TABLE id: 3, alias: __table1, table_name: tenant_a.t, final: 1, sample_size: 1 / 2"
+    check_query_tree([final], "tenant_a")
+    spoofed = "    TABLE id: 3, alias: x, table_name: tenant_a.t, table_name: tenant_b.t"
+    with pytest.raises(QueryRefused, match=r"tenant_b\.t is outside"):
+        check_query_tree([spoofed], "tenant_a")
+    with pytest.raises(QueryRefused, match="function file"):
+        check_query_tree(["  FUNCTION id: 4, function_name: file, function_type: ordinary"], "a")
+    # A name with a line break splits its node; the stray line is refused, not skipped.
+    with pytest.raises(QueryRefused, match="line breaks"):
+        parse_ast(["SelectWithUnionQuery (children 1)", " ExpressionList", "b.t"])
+    with pytest.raises(QueryRefused, match="line breaks"):
+        parse_ast(["SelectWithUnionQuery (children 1)", "   Identifier x"])

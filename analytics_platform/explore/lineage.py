@@ -109,7 +109,8 @@ def lineage_tree(
     """
     if model not in models:
         raise LineageError(
-            f"unknown model {model!r}: the dbt models are {', '.join(sorted(models))}"
+            f"unknown model {model!r}: the dbt models are {', '.join(sorted(models))} "
+            "(the raw tables are where lineage ends, not where it starts)"
         )
     lineage = lookup(model)
     if lineage is None:

@@ -214,8 +214,10 @@ def check_ast(root: AstNode, database: str, table_functions: Iterable[str]) -> N
                 check_table(arguments[1].name, database, where=" (on the right of IN)")
 
 
-TREE_TABLE = re.compile(r"^\s*TABLE id: \d+,.*table_name: (?P<name>.*)$")
-TREE_TABLE_FUNCTION = re.compile(r"^\s*TABLE_FUNCTION id: \d+,.*table_function_name: (?P<name>\w+)")
+TREE_TABLE = re.compile(r"^\s*TABLE id: \d+,")
+TREE_TABLE_NAME = re.compile(r"table_name: (?P<name>[^,\s]*)")
+TREE_TABLE_FUNCTION = re.compile(r"^\s*TABLE_FUNCTION id: \d+,")
+TREE_TABLE_FUNCTION_NAME = re.compile(r"table_function_name: (?P<name>[^,\s]*)")
 TREE_FUNCTION = re.compile(r"^\s*FUNCTION id: \d+, function_name: (?P<name>\w+)")
 
 
@@ -226,13 +228,15 @@ def check_query_tree(lines: Sequence[str], database: str) -> None:
     and `x IN t` shows which table `t` is.
     """
     for line in lines:
-        if table := TREE_TABLE.match(line):
-            # Greedy: the real name is printed last, after any alias the query chose.
-            name = table["name"]
-            if "." not in name:
-                raise QueryRefused(f"could not tell which database table {name!r} is in")
-            check_table(name, database)
-        elif table_function := TREE_TABLE_FUNCTION.match(line):
-            check_table_function(table_function["name"])
+        if TREE_TABLE.match(line):
+            # Every name on the line (`final: 1`, `sample_size: ...` may follow it), so
+            # an alias spelling a name of its own cannot stand in for the real one.
+            for name in TREE_TABLE_NAME.findall(line):
+                if "." not in name:
+                    raise QueryRefused(f"could not tell which database table {name!r} is in")
+                check_table(name, database)
+        elif TREE_TABLE_FUNCTION.match(line):
+            for name in TREE_TABLE_FUNCTION_NAME.findall(line):
+                check_table_function(name)
         elif function := TREE_FUNCTION.match(line):
             check_function(function["name"])

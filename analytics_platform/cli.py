@@ -335,12 +335,8 @@ def query(tenant_id: str, sql: str, output: str, max_rows: int) -> None:
     Unqualified tables are the tenant's (SELECT * FROM fct_daily_metrics). Writes, settings,
     other databases and table functions that reach outside are refused.
     """
-    from analytics_platform.explore.query import (
-        QueryFailed,
-        TenantDatabaseMissing,
-        format_result,
-        run_query,
-    )
+    from analytics_platform.explore.output import format_result
+    from analytics_platform.explore.query import QueryFailed, TenantDatabaseMissing, run_query
     from analytics_platform.explore.sql_guard import QueryRefused
     from analytics_platform.resources.clickhouse import ClickHouseLockTimeout, ClickHouseResource
 

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from analytics_platform.explore.output import format_result
 from analytics_platform.explore.query import (
     QueryFailed,
     TenantDatabaseMissing,
     embedded_session_statements,
-    format_result,
     read_only_settings,
     run_query,
     tenant_reader,

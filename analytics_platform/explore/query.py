@@ -18,12 +18,7 @@ The tenant's database is the default database, so `fct_sessions` means
 
 from __future__ import annotations
 
-import csv
-import datetime as dt
-import io
-import json
-import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -42,7 +37,6 @@ from analytics_platform.resources.clickhouse import ClickHouseResource, quote_id
 from analytics_platform.settings import redact_url
 
 DEFAULT_MAX_ROWS = 10_000
-FORMATS = ("table", "csv", "json")
 
 
 class QueryFailed(RuntimeError):
@@ -55,6 +49,10 @@ class TenantDatabaseMissing(LookupError):
 
 class Reader(Protocol):
     def query_df(self, query: str) -> pd.DataFrame: ...
+
+    def explain(self, query: str) -> list[str]:
+        """The lines an EXPLAIN statement prints, exactly as sent (nothing appended)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -85,8 +83,24 @@ def embedded_session_statements(database: str, max_rows: int | None = None) -> l
     return [*statements, f"SET readonly = {readonly}", f"USE {quote_identifier(database)}"]
 
 
+class _EmbeddedReader:
+    def __init__(self, session: Any):
+        self._session = session
+
+    def query_df(self, query: str) -> pd.DataFrame:
+        return self._session.query_df(query)
+
+    def explain(self, query: str) -> list[str]:
+        return self._session.query_df(query)["explain"].tolist()
+
+
 class _ServerReader:
-    """A clickhouse-connect client on the tenant's database, sending the settings per query."""
+    """A clickhouse-connect client on the tenant's database, sending the settings per query.
+
+    `query_df` appends `FORMAT Native` to the text, and in an EXPLAIN that clause
+    would become part of the explained query, so `explain` sends the text as it
+    is and reads the server's default TabSeparated output, one line per row.
+    """
 
     def __init__(self, client: Any, settings: dict[str, Any]):
         self._client = client
@@ -94,6 +108,9 @@ class _ServerReader:
 
     def query_df(self, query: str) -> pd.DataFrame:
         return self._client.query_df(query, settings=self._settings)
+
+    def explain(self, query: str) -> list[str]:
+        return self._client.raw_query(query, settings=self._settings).decode().splitlines()
 
 
 def _tenant_tables(session: Any, database: str) -> pd.DataFrame:
@@ -128,7 +145,7 @@ def tenant_reader(
             _require_database(session, tenant, database)
             for statement in embedded_session_statements(database, max_rows):
                 session.command(statement)
-            yield session
+            yield _EmbeddedReader(session)
         return
     import clickhouse_connect
 
@@ -137,7 +154,8 @@ def tenant_reader(
     except Exception as err:  # clickhouse-connect's own errors, raised while connecting
         raise QueryFailed(
             f"could not reach the ClickHouse server at {redact_url(clickhouse.url)} "
-            f"(CLICKHOUSE_URL) as database {database}: {err}"
+            f"(CLICKHOUSE_URL) as database {database}: is it up, and was the tenant added "
+            f"(`analytics-platform tenants add {tenant}`)? {err}"
         ) from err
     try:
         reader = _ServerReader(client, read_only_settings(max_rows))
@@ -153,6 +171,13 @@ def _ask(reader: Reader, query: str) -> pd.DataFrame:
     except QueryRefused:
         raise
     except Exception as err:  # chDB and clickhouse-connect raise their own error types
+        raise QueryFailed(f"ClickHouse refused the query: {str(err).strip()}") from err
+
+
+def _explain(reader: Reader, query: str) -> list[str]:
+    try:
+        return reader.explain(query)
+    except Exception as err:
         raise QueryFailed(f"ClickHouse refused the query: {str(err).strip()}") from err
 
 
@@ -175,13 +200,13 @@ def canonical_query(reader: Reader, sql: str) -> str:
 def checked_query(reader: Reader, database: str, sql: str) -> tuple[str, str]:
     """(statement kind, the canonical text that may run), or QueryRefused saying why not."""
     canonical = canonical_query(reader, sql)
-    ast = parse_ast(_ask(reader, f"EXPLAIN AST {canonical}")["explain"].tolist())
+    ast = parse_ast(_explain(reader, f"EXPLAIN AST {canonical}"))
     kind = statement_kind(ast, canonical)
     table_functions = _ask(reader, "SELECT name FROM system.table_functions")["name"].tolist()
     check_ast(ast, database, table_functions)
     if kind == "SELECT":
         # Only now may ClickHouse analyze it (analysis runs scalar subqueries).
-        tree = _ask(reader, f"EXPLAIN QUERY TREE {canonical}")["explain"].tolist()
+        tree = _explain(reader, f"EXPLAIN QUERY TREE {canonical}")
         check_query_tree(tree, database)
     return kind, canonical
 
@@ -213,81 +238,3 @@ def run_query(
         rows=rows[:max_rows],
         truncated=len(rows) > max_rows,
     )
-
-
-def plain_value(value: Any, clickhouse_type: str = "") -> Any:
-    """A DataFrame cell as JSON-ready Python: None for NULL/NaN, dates as ISO text, lists."""
-    if value is None or value is pd.NaT or value is pd.NA:
-        return None
-    if hasattr(value, "tolist") and not isinstance(value, str):  # numpy arrays and scalars
-        value = value.tolist()
-    if isinstance(value, (list, tuple)):
-        return [plain_value(item) for item in value]
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, pd.Timestamp):
-        value = value.to_pydatetime()
-    if isinstance(value, dt.datetime):
-        if "Date" in clickhouse_type and "DateTime" not in clickhouse_type:
-            return value.date().isoformat()
-        return value.isoformat(sep=" ")
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    return value
-
-
-def _plain_rows(result: QueryResult) -> list[list[Any]]:
-    return [
-        [plain_value(value, kind) for value, kind in zip(row, result.types, strict=False)]
-        for row in result.rows
-    ]
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, (list, dict)):
-        return json.dumps(value, default=str)
-    return str(value)
-
-
-def format_result(result: QueryResult, output: str = "table") -> str:
-    """The rows as an aligned table, CSV with a header, or a JSON list of objects."""
-    rows = _plain_rows(result)
-    if output == "json":
-        return json.dumps(
-            [dict(zip(result.columns, row, strict=True)) for row in rows], default=str, indent=2
-        )
-    if output == "csv":
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(result.columns)
-        writer.writerows([["" if v is None else _text(v) for v in row] for row in rows])
-        return buffer.getvalue().rstrip("\n")
-    if output != "table":
-        raise ValueError(f"unknown output format {output!r}: use one of {', '.join(FORMATS)}")
-    return _aligned_table(result.columns, rows, result.truncated)
-
-
-def _aligned_table(columns: Sequence[str], rows: list[list[Any]], truncated: bool) -> str:
-    cells = [[_text(v) for v in row] for row in rows]
-    widths = [max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(columns)]
-    numeric = [
-        bool(rows) and all(isinstance(row[i], (int, float)) or row[i] is None for row in rows)
-        for i in range(len(columns))
-    ]
-
-    def line(values: Sequence[str]) -> str:
-        parts = [
-            v.rjust(w) if is_number else v.ljust(w)
-            for v, w, is_number in zip(values, widths, numeric, strict=True)
-        ]
-        return "  ".join(parts).rstrip()
-
-    out = [line(columns), "  ".join("-" * w for w in widths)]
-    out += [line(row) for row in cells]
-    count = f"({len(rows)} row{'s' if len(rows) != 1 else ''}"
-    out.append(count + (", more not shown: raise --max-rows)" if truncated else ")"))
-    return "\n".join(out)

@@ -17,13 +17,18 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import clickhouse_connect
 import pytest
+from filelock import FileLock
 
 from analytics_platform.explore.output import format_result
 from analytics_platform.explore.query import (
     QueryFailed,
+    ServerReader,
     TenantDatabaseMissing,
+    checked_query,
     embedded_session_statements,
+    fetch,
     read_only_settings,
     run_query,
     tenant_reader,
@@ -341,6 +346,41 @@ def test_server_queries_carry_readonly_and_the_row_cap():
         "SET readonly = 1",
         "USE `tenant_acme`",
     ]
+
+
+def test_the_server_reader_checks_and_reads_through_clickhouse_connect(clickhouse, tenants):
+    """clickhouse-connect's chDB interface stands in for a server: the same client code
+    (query_df appends FORMAT Native, raw_query sends EXPLAIN as written), without HTTP.
+
+    Per-query readonly=1 is left out here: this interface applies a raw query's settings
+    with SET and restores them with SET, which readonly=1 forbids; a server takes them
+    as request parameters instead.
+    """
+    ours, theirs = tenants
+    database = clickhouse.database_for(ours)
+    with FileLock(clickhouse.url.removeprefix("chdb://") + ".lock", timeout=60):
+        client = clickhouse_connect.get_client(dsn=clickhouse.url, database=database)
+        try:
+            reader = ServerReader(client, {})
+            sql = "SELECT event_date, visitors FROM fct_daily_metrics ORDER BY event_date"
+            kind, canonical = checked_query(reader, database, sql)
+            result = fetch(reader, kind, canonical, max_rows=1)
+            assert format_result(result, "csv").splitlines() == [
+                "event_date,visitors",
+                "2026-11-02,3",
+            ]
+            assert result.truncated
+            other = clickhouse.database_for(theirs)
+            for hostile in (
+                f"SELECT * FROM (SELECT * FROM {other}.fct_daily_metrics)",
+                f"SELECT 1; DROP DATABASE {other}",
+                "SELECT * FROM url('http://127.0.0.1:9/', CSV, 'a String')",
+                "SELECT * FROM fct_daily_metrics FORMAT JSON",
+            ):
+                with pytest.raises(QueryRefused):
+                    checked_query(reader, database, hostile)
+        finally:
+            client.close()
 
 
 def test_an_unreachable_server_is_named_without_its_password():

@@ -94,7 +94,7 @@ class _EmbeddedReader:
         return self._session.query_df(query)["explain"].tolist()
 
 
-class _ServerReader:
+class ServerReader:
     """A clickhouse-connect client on the tenant's database, sending the settings per query.
 
     `query_df` appends `FORMAT Native` to the text, and in an EXPLAIN that clause
@@ -158,7 +158,7 @@ def tenant_reader(
             f"(`analytics-platform tenants add {tenant}`)? {err}"
         ) from err
     try:
-        reader = _ServerReader(client, read_only_settings(max_rows))
+        reader = ServerReader(client, read_only_settings(max_rows))
         _require_database(reader, tenant, database)
         yield reader
     finally:
@@ -203,33 +203,23 @@ def checked_query(reader: Reader, database: str, sql: str) -> tuple[str, str]:
     ast = parse_ast(_explain(reader, f"EXPLAIN AST {canonical}"))
     kind = statement_kind(ast, canonical)
     table_functions = _ask(reader, "SELECT name FROM system.table_functions")["name"].tolist()
-    check_ast(ast, database, table_functions)
-    if kind == "SELECT":
-        # Only now may ClickHouse analyze it (analysis runs scalar subqueries).
-        tree = _explain(reader, f"EXPLAIN QUERY TREE {canonical}")
-        check_query_tree(tree, database)
+    try:
+        check_ast(ast, database, table_functions)
+        if kind == "SELECT":
+            # Only now may ClickHouse analyze it (analysis runs scalar subqueries).
+            check_query_tree(_explain(reader, f"EXPLAIN QUERY TREE {canonical}"), database)
+    except QueryRefused as err:
+        if "outside this tenant's database" not in str(err):
+            raise
+        tables = ", ".join(_tenant_tables(reader, database)["name"]) or "none yet"
+        raise QueryRefused(f"{err}. Tables of {database}: {tables}") from err
     return kind, canonical
 
 
-def run_query(
-    clickhouse: ClickHouseResource, tenant: str, sql: str, *, max_rows: int = DEFAULT_MAX_ROWS
-) -> QueryResult:
-    """Run one read-only statement in the tenant's database and return at most `max_rows` rows."""
-    database = clickhouse.database_for(tenant)
-    with tenant_reader(clickhouse, tenant) as reader:
-        try:
-            kind, canonical = checked_query(reader, database, sql)
-        except QueryRefused as err:
-            if "outside this tenant's database" in str(err):
-                tables = ", ".join(_tenant_tables(reader, database)["name"]) or "none yet"
-                raise QueryRefused(f"{err}. Tables of {database}: {tables}") from err
-            raise
-    # A second session, capped: chDB admits no settings change after readonly=1.
-    with tenant_reader(clickhouse, tenant, max_rows=max_rows) as reader:
-        types: list[str] = []
-        if kind == "SELECT":
-            types = _ask(reader, f"DESCRIBE ({canonical})")["type"].tolist()
-        frame = _ask(reader, canonical)
+def fetch(reader: Reader, kind: str, canonical: str, max_rows: int) -> QueryResult:
+    """Run a query `checked_query` passed; at most `max_rows` rows, with their ClickHouse types."""
+    types = _ask(reader, f"DESCRIBE ({canonical})")["type"].tolist() if kind == "SELECT" else []
+    frame = _ask(reader, canonical)
     rows = [tuple(row) for row in frame.itertuples(index=False, name=None)]
     columns = [str(c) for c in frame.columns]
     return QueryResult(
@@ -238,3 +228,15 @@ def run_query(
         rows=rows[:max_rows],
         truncated=len(rows) > max_rows,
     )
+
+
+def run_query(
+    clickhouse: ClickHouseResource, tenant: str, sql: str, *, max_rows: int = DEFAULT_MAX_ROWS
+) -> QueryResult:
+    """Run one read-only statement in the tenant's database and return at most `max_rows` rows."""
+    database = clickhouse.database_for(tenant)
+    with tenant_reader(clickhouse, tenant) as reader:
+        kind, canonical = checked_query(reader, database, sql)
+    # A second session, capped: chDB admits no settings change after readonly=1.
+    with tenant_reader(clickhouse, tenant, max_rows=max_rows) as reader:
+        return fetch(reader, kind, canonical, max_rows)

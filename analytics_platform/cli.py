@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 import re
 import shlex
@@ -294,6 +295,75 @@ def tenants_clickhouse_reader(tenant_id: str, password: str, apply: bool) -> Non
         for statement in statements:
             session.command(statement)
     click.echo(f"user reader_{tenant_id} can read {clickhouse.database_for(tenant_id)} only")
+
+
+@main.command()
+@click.argument("target", metavar="MODEL.COLUMN")
+@click.option(
+    "--format", "output", type=click.Choice(["tree", "json"]), default="tree", show_default=True
+)
+def lineage(target: str, output: str) -> None:
+    """Upstream columns of MODEL.COLUMN, down to the raw tables (e.g. fct_sessions.channel).
+
+    Read from the column lineage the latest materializations carry in the Dagster instance.
+    """
+    from analytics_platform.dbt_project import ManifestMissing, manifest_path
+    from analytics_platform.explore.lineage import (
+        LineageError,
+        dbt_models,
+        format_tree,
+        latest_column_lineage,
+        lineage_tree,
+        parse_target,
+        read_manifest,
+    )
+
+    try:
+        model, column = parse_target(target)
+        models = dbt_models(read_manifest(manifest_path()))
+        with _platform() as (_postgres, _clickhouse, instance):
+            tree = lineage_tree(
+                model, column, lambda asset: latest_column_lineage(instance, asset), models
+            )
+    except (LineageError, ManifestMissing) as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(json.dumps(tree.as_dict(), indent=2) if output == "json" else format_tree(tree))
+
+
+@main.command()
+@click.argument("tenant_id")
+@click.argument("sql")
+@click.option(
+    "--format",
+    "output",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+@click.option("--max-rows", type=click.IntRange(1, 10_000_000), default=10_000, show_default=True)
+def query(tenant_id: str, sql: str, output: str, max_rows: int) -> None:
+    """Run read-only SQL in TENANT_ID's ClickHouse database (SQL "-" reads standard input).
+
+    Unqualified tables are the tenant's (SELECT * FROM fct_daily_metrics). Writes, settings,
+    other databases and table functions that reach outside are refused.
+    """
+    from analytics_platform.explore.output import format_result
+    from analytics_platform.explore.query import QueryFailed, TenantDatabaseMissing, run_query
+    from analytics_platform.explore.sql_guard import QueryRefused
+    from analytics_platform.resources.clickhouse import ClickHouseLockTimeout, ClickHouseResource
+
+    _tenant_argument(tenant_id)
+    if sql == "-":
+        sql = sys.stdin.read()
+    settings = load_settings()
+    clickhouse = ClickHouseResource(url=settings.clickhouse_url or settings.embedded_clickhouse_url)
+    try:
+        result = run_query(clickhouse, tenant_id, sql, max_rows=max_rows)
+    except QueryRefused as err:
+        raise click.ClickException(f"refused: {err}") from err
+    except (QueryFailed, TenantDatabaseMissing, ClickHouseLockTimeout) as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(format_result(result, output))
 
 
 if __name__ == "__main__":

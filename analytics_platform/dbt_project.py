@@ -52,12 +52,11 @@ _DBT_VERSIONS: dict[str, Version] = {}
 
 
 class PlatformDbtCliResource(DbtCliResource):
-    """dagster-dbt's resource, asking `dbt --version` once per process instead of per step.
+    """The dbt CLI that builds the staging and marts models (dagster-dbt's resource)."""
 
-    dagster-dbt runs `dbt --version` (about 2 s here) every time a step initializes
-    the resource, i.e. for each dbt step of each run; the answer cannot change
-    while the process lives.
-    """
+    # The docstring is the resource's description in the UI. dagster-dbt runs `dbt --version`
+    # (about 2 s here) every time a step initializes the resource, i.e. for each dbt step of
+    # each run; the answer cannot change while the process lives, so it is asked once.
 
     @property
     def _cli_version(self) -> Version:

@@ -1,18 +1,69 @@
-"""`analytics-platform demo`: every layer reconciles with the generated files, twice over."""
+"""`analytics-platform demo`: every layer reconciles with the generated files, and its run
+is one the UI lists under its job and re-executes to the same counts."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+from dagster import DagsterInstance, DagsterRunStatus
 
 from analytics_platform.demo.generator import generate_landing
-from analytics_platform.demo.pipeline import TenantSummary, format_summary, reconcile, run_demo
+from analytics_platform.demo.launch import (
+    RunNotSuccessful,
+    code_location_workspace,
+    launch_job_run,
+    wait_for_run,
+)
+from analytics_platform.demo.pipeline import (
+    IN_PROCESS,
+    TenantSummary,
+    collect_summary,
+    format_summary,
+    reconcile,
+    run_demo,
+)
+from analytics_platform.resources.clickhouse import ClickHouseResource
+from analytics_platform.resources.postgres import PostgresResource
 
 REPO = Path(__file__).resolve().parents[1]
+WORKSPACE = REPO / "workspace.yaml"
 START = dt.date(2026, 10, 5)
+
+# What the UI sends: the runs listed on a job's page, and "Re-execute all" on a run's page.
+JOB_RUNS = """
+query JobRuns($job: String!, $repository: String!, $location: String!) {
+  pipelineOrError(params: {pipelineName: $job, repositoryName: $repository,
+                           repositoryLocationName: $location}) {
+    __typename
+    ... on Pipeline { runs { runId } }
+    ... on PythonError { message }
+  }
+}
+"""
+REEXECUTE_ALL = """
+mutation LaunchPipelineReexecution($parentRunId: String!) {
+  launchPipelineReexecution(reexecutionParams: {parentRunId: $parentRunId, strategy: ALL_STEPS}) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+def ui_graphql(workspace, query: str, **variables) -> dict:
+    """Run `query` through the webserver's GraphQL schema, as the UI's requests are."""
+    from dagster_graphql.schema import create_schema
+
+    result = asyncio.run(
+        create_schema().execute_async(query, context_value=workspace, variable_values=variables)
+    )
+    assert not result.errors, result.errors
+    return result.data
 
 
 @pytest.fixture
@@ -32,7 +83,7 @@ def demo_env(monkeypatch, tmp_path, warehouse_url, dagster_storage_url, clickhou
     return env
 
 
-def test_demo_loads_every_layer_as_the_generated_files_imply_and_repeats_exactly(
+def test_demo_loads_every_layer_and_its_run_reexecutes_from_the_ui_to_the_same_counts(
     demo_env, new_tenant
 ):
     tenants = (new_tenant("demo"), new_tenant("demo"), new_tenant("demo"))
@@ -52,13 +103,92 @@ def test_demo_loads_every_layer_as_the_generated_files_imply_and_repeats_exactly
         assert (got.sessions, got.page_views) == (want["sessions"], want["page_views"])
         assert got.mart_rows == got.serving_rows == 2
 
-    second = run_demo(days=2, events_per_day=60, start=START, tenants=tenants)
-    assert {t: asdict(s) for t, s in second.tenants.items()} == {
+    with DagsterInstance.get() as instance:
+        run = instance.get_run_by_id(first.run_ids[0])
+        assert run.status == DagsterRunStatus.SUCCESS
+        # The origins a Launchpad run has: the code location of workspace.yaml and its job.
+        assert run.remote_job_origin.location_name == "analytics_platform"
+        assert run.remote_job_origin.job_name == "tenant_day_pipeline"
+        assert run.job_code_origin.job_name == "tenant_day_pipeline"
+        pointer = run.job_code_origin.repository_origin.code_pointer
+        assert pointer.module == "analytics_platform.definitions"
+        with code_location_workspace(instance, WORKSPACE) as workspace:
+            listed = ui_graphql(
+                workspace,
+                JOB_RUNS,
+                job="tenant_day_pipeline",
+                repository=run.remote_job_origin.repository_origin.repository_name,
+                location="analytics_platform",
+            )["pipelineOrError"]
+            assert first.run_ids[0] in {r["runId"] for r in listed["runs"]}, listed
+
+            # "Re-execute all" from the run's page; the UI queues it and the daemon launches
+            # it: here the test launches it as the daemon's run queue would.
+            launched = ui_graphql(workspace, REEXECUTE_ALL, parentRunId=run.run_id)
+            reexecution = launched["launchPipelineReexecution"]
+            assert reexecution["__typename"] == "LaunchRunSuccess", reexecution
+            child_id = reexecution["run"]["runId"]
+            if instance.get_run_by_id(child_id).status == DagsterRunStatus.QUEUED:
+                instance.launch_run(child_id, workspace)
+            child = wait_for_run(instance, child_id)
+    assert (child.parent_run_id, child.root_run_id) == (run.run_id, run.run_id)
+    assert (
+        child.tags["dagster/asset_partition_range_start"]
+        == run.tags["dagster/asset_partition_range_start"]
+    )
+    # Running the pipeline again over the same files gives the same counts. (A second
+    # run_demo would only add what test_generator and test_tenants cover: the generator is
+    # deterministic and registering a tenant again is an upsert.)
+    rerun = collect_summary(
+        PostgresResource(url=demo_env["DATABASE_URL"]),
+        ClickHouseResource(url=demo_env["CLICKHOUSE_URL"]),
+        tenants,
+        first.dates,
+    )
+    assert {t: asdict(s) for t, s in rerun.items()} == {
         t: asdict(s) for t, s in first.tenants.items()
     }
-    printed = format_summary(second)
+    printed = format_summary(first)
     assert "Every layer reconciles" in printed
     assert all(tenant in printed for tenant in tenants)
+    assert f"http://127.0.0.1:3000/runs/{first.run_ids[0]}" in printed
+
+
+def test_a_failed_launched_run_is_reported_with_its_step_and_error(demo_env, new_tenant):
+    tenant = new_tenant("launch")
+    refused = {"tenant_id": tenant, "confirm_tenant_id": f"{tenant}_typo"}
+    with (
+        DagsterInstance.get() as instance,
+        code_location_workspace(instance, WORKSPACE) as workspace,
+    ):
+        run_id = launch_job_run(
+            workspace,
+            "deprovision_tenant",
+            run_config={**IN_PROCESS, "ops": {"deprovision_tenant_op": {"config": refused}}},
+            tags={"requested_by": "test_demo"},
+        )
+        with pytest.raises(RunNotSuccessful) as failure:
+            wait_for_run(instance, run_id)
+        run = instance.get_run_by_id(run_id)
+    assert run.status == DagsterRunStatus.FAILURE
+    assert run.remote_job_origin.location_name == "analytics_platform"
+    assert run.remote_job_origin.job_name == "deprovision_tenant"
+    assert run.tags["requested_by"] == "test_demo"
+    assert run.run_config["ops"] == {"deprovision_tenant_op": {"config": refused}}
+    message = str(failure.value)
+    assert message.startswith(f"run {run_id} of deprovision_tenant ended FAILURE: ")
+    assert "step deprovision_tenant_op failed: " in message
+    assert "confirm by repeating the tenant id exactly" in message
+    assert f"http://127.0.0.1:3000/runs/{run_id}" in message
+
+
+def test_a_missing_workspace_file_names_where_it_was_looked_for(tmp_path):
+    with (
+        pytest.raises(FileNotFoundError, match=f"no workspace.yaml in {tmp_path}"),
+        DagsterInstance.ephemeral() as instance,
+        code_location_workspace(instance, tmp_path / "workspace.yaml"),
+    ):
+        pass
 
 
 def test_reconcile_names_each_disagreement(tmp_path):

@@ -254,11 +254,11 @@ def _api_tenant(postgres: PostgresResource, tenant_id: str) -> tuple[Tenant | No
     freshness_policy=LAYER_FRESHNESS["raw"],
     metadata={"dagster/table_name": RAW_API_EVENTS, "dagster/column_schema": API_SCHEMA},
     description=(
-        "Events from the tenant's HTTP export API (GET <api_base_url>/events for the day, "
-        "cursor pagination, retries with backoff and Retry-After), mapped to the event "
-        "contract into raw.api_events. Events that break the contract, and pages that are "
-        "not valid JSON, go to platform.quarantine. Each tenant-day commits with its "
-        "watermark (platform.api_watermarks): the next run resumes after it. Tenants "
+        "Events from the tenant's HTTP export API (`GET <api_base_url>/events` for the day, "
+        "cursor pagination, retries with backoff and `Retry-After`), mapped to the event "
+        "contract into `raw.api_events`. Events that break the contract, and pages that are "
+        "not valid JSON, go to `platform.quarantine`. Each tenant-day commits with its "
+        "watermark (`platform.api_watermarks`): the next run resumes after it. Tenants "
         "without an API are skipped."
     ),
 )

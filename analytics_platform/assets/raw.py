@@ -87,9 +87,9 @@ INGEST_PARITY_CHECK = AssetCheckSpec(
     check_specs=[NEW_FIELDS_CHECK, INGEST_PARITY_CHECK],
     description=(
         "Events from the tenant's landing files "
-        "(LANDING_DIR/<tenant>/<YYYY-MM-DD>/*.jsonl|csv[.gz]), mapped to the event contract "
-        "and COPY-loaded into raw.file_events. Rows that break the contract go to "
-        "platform.quarantine with their original text, file, line and reason. "
+        "(`LANDING_DIR/<tenant>/<YYYY-MM-DD>/*.jsonl|csv[.gz]`), mapped to the event contract "
+        "and COPY-loaded into `raw.file_events`. Rows that break the contract go to "
+        "`platform.quarantine` with their original text, file, line and reason. "
         "Each tenant-day is replaced atomically with what its files hold now."
     ),
 )

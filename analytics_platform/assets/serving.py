@@ -137,8 +137,8 @@ def served_mart_asset(mart: ServedMart) -> AssetsDefinition:
         pool="clickhouse",
         automation_condition=on_upstream_update,
         description=(
-            f"marts.{mart.table} in the tenant's own ClickHouse database "
-            f"(tenant_<id>.{mart.table}), "
+            f"`marts.{mart.table}` in the tenant's own ClickHouse database "
+            f"(`tenant_<id>.{mart.table}`), "
             + (
                 "each day's partition replaced atomically."
                 if mart.date_column

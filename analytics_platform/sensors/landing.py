@@ -267,8 +267,8 @@ def evaluate_landing(
     minimum_interval_seconds=10,
     default_status=DefaultSensorStatus.RUNNING,
     description=(
-        "Starts a tenant_day_pipeline run for each tenant-day with a new or changed file "
-        "under LANDING_DIR/<tenant>/<YYYY-MM-DD>/."
+        "Starts a `tenant_day_pipeline` run for each tenant-day with a new or changed file "
+        "under `LANDING_DIR/<tenant>/<YYYY-MM-DD>/`."
     ),
 )
 def landing_file_sensor(

@@ -84,10 +84,6 @@ def test_tenants_add_then_dagster_materialize_builds_every_layer(
             "*",
             "--partition",
             f"{DAY}|{tenant}",
-            # One process: the default executor starts a Python per step, and each
-            # imports the code location (~5 s here), which this test does not check.
-            "--config-json",
-            '{"execution": {"config": {"in_process": {}}}}',
         ],
         cli_env,
     )

@@ -19,7 +19,6 @@ from analytics_platform.demo.launch import (
     wait_for_run,
 )
 from analytics_platform.demo.pipeline import (
-    IN_PROCESS,
     TenantSummary,
     collect_summary,
     format_summary,
@@ -164,7 +163,7 @@ def test_a_failed_launched_run_is_reported_with_its_step_and_error(demo_env, new
         run_id = launch_job_run(
             workspace,
             "deprovision_tenant",
-            run_config={**IN_PROCESS, "ops": {"deprovision_tenant_op": {"config": refused}}},
+            run_config={"ops": {"deprovision_tenant_op": {"config": refused}}},
             tags={"requested_by": "test_demo"},
         )
         with pytest.raises(RunNotSuccessful) as failure:

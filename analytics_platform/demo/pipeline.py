@@ -157,10 +157,6 @@ def _runs(
     return [range_tags([tenant], dates) for tenant in ordered]
 
 
-# One process for every step, as `execute_in_process` had: a process per step would import
-# the code location again each time (about 5 s on 2 cores).
-IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
-
 # The code server and run worker are separate processes: the CLI's warning filters do not
 # reach them, so library notices are silenced through the environment they inherit.
 QUIET_CHILDREN = "ignore:Parameter `,ignore:XDG_RUNTIME_DIR"
@@ -199,7 +195,7 @@ def run_demo(
     postgres = PostgresResource(url=env["DATABASE_URL"])
     clickhouse = ClickHouseResource(url=env["CLICKHOUSE_URL"])
     # The console shows progress, not every event; the UI has the full log.
-    run_config = {**IN_PROCESS, "loggers": {"console": {"config": {"log_level": log_level}}}}
+    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     with DagsterInstance.get() as instance, contextlib.ExitStack() as closing:
         # The code server loads the code location (several seconds) while the files are
         # generated and the tenants registered.

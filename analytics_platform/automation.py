@@ -21,8 +21,26 @@ from dagster import (
     DefaultSensorStatus,
 )
 
+# Runs of the pipeline jobs (tenant_day_pipeline, api_events_pipeline) build every layer
+# below raw themselves; their job tags carry this key.
+PIPELINE_RUN_TAG = "analytics_platform/pipeline"
+
+# Dagster's any_deps_updated ignores a parent updated by a run that also targets this
+# asset only when the run names an asset selection; a run of an asset job (the sensors',
+# the schedules', the launchpad's) names none. Without the tag test, an automation tick
+# that falls between two steps of a pipeline run rebuilds the marts it is about to build.
+updated_outside_pipeline_runs = (
+    AutomationCondition.newly_updated()
+    & ~AutomationCondition.executed_with_root_target()
+    & ~AutomationCondition.executed_with_tags(tag_keys={PIPELINE_RUN_TAG})
+).with_label("updated outside a pipeline run")
+
 on_upstream_update = (
-    AutomationCondition.any_deps_updated().since_last_handled()
+    AutomationCondition.any_deps_match(
+        updated_outside_pipeline_runs | AutomationCondition.will_be_requested()
+    )
+    .with_label("any_deps_updated")
+    .since_last_handled()
     # Raw sources are alternatives (a tenant may send files, API events or both): one
     # that never loaded a tenant-day does not hold back the layers below it.
     & ~AutomationCondition.any_deps_missing().ignore(AssetSelection.groups("raw"))

@@ -25,7 +25,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -95,7 +95,8 @@ class Deployment:
             **settings,
         }
         workspace_file = str(home / "workspace.yaml")
-        logs = home / "logs"
+        # Beside DAGSTER_HOME, not in it: Dagster manages $DAGSTER_HOME/logs itself.
+        logs = home.parent / f"{home.name}-process-logs"
         logs.mkdir(exist_ok=True)
         for name, args in {
             "code": [
@@ -160,10 +161,8 @@ class Deployment:
             except subprocess.TimeoutExpired:
                 continue
         # Children that outlived their leader (a run worker, dbt) share its group id.
-        try:
+        with suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
     # ------------------------------------------------------------------ waiting
 

@@ -8,6 +8,7 @@ into the landing zone, a job launched through the webserver, a killed process.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import signal
@@ -30,6 +31,11 @@ pytestmark = pytest.mark.slow
 DAY = dt.date(2026, 11, 10)
 # Generous bounds for 2 busy cores; the README states what is typical.
 RUN_BOUND_SECONDS = 420
+# The freshness check's cron tick: the first whole minute at least 4 minutes from import.
+FRESHNESS_TICK = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=5)).replace(
+    second=0, microsecond=0
+)
+FRESHNESS_MINUTE = FRESHNESS_TICK.minute
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +54,9 @@ def deployment(
             "DAGSTER_POSTGRES_URL": dagster_storage_url,
             "CLICKHOUSE_URL": clickhouse_url,
             "LANDING_DIR": str(landing),
-            # Hourly in production; every minute here, so the test sees the daemon run it.
-            "TENANT_FRESHNESS_CRON": "* * * * *",
+            # Hourly in production. Here: hourly at a minute a few minutes after the start,
+            # so the test sees the daemon run it on its tick, and not before.
+            "TENANT_FRESHNESS_CRON": f"{FRESHNESS_MINUTE} * * * *",
         },
     )
     try:
@@ -147,4 +154,261 @@ def test_a_landed_file_reaches_clickhouse_with_no_manual_step(deployment, stores
     print(
         f"landed -> run created {record.create_timestamp.timestamp() - landed:.0f}s, "
         f"-> started {record.start_time - landed:.0f}s, -> finished {record.end_time - landed:.0f}s"
+    )
+
+
+def launch_job(deployment: Deployment, job: str, run_config: dict) -> str:
+    """Launch a job through the webserver's GraphQL API, as the UI's launchpad does."""
+    from dagster_graphql import DagsterGraphQLClient
+
+    client = DagsterGraphQLClient("127.0.0.1", port_number=deployment.web_port)
+    return client.submit_job_execution(job, run_config=run_config)
+
+
+def test_a_quarantine_replay_rebuilds_the_layers_below_by_itself(deployment, stores, new_tenant):
+    tenant = new_tenant("rep")
+    day = DAY + dt.timedelta(days=2)
+    after = f"{(day + dt.timedelta(days=1)).isoformat()}T00:10:00Z"  # 10 minutes past the day
+    add_tenant(deployment, stores, tenant)
+    land(
+        deployment,
+        tenant,
+        day,
+        [
+            tracker_event("a", "v1", f"{day}T12:00:00Z"),
+            tracker_event("b", "v2", f"{day}T23:55:00Z", session="s2"),
+            tracker_event("late", "v2", after, session="s2"),
+        ],
+        "events.jsonl",
+    )
+    first = finished_run(deployment, f"the landing sensor's run for {tenant}", tenant=tenant)
+    assert first.is_success
+    assert daily_metrics(stores, tenant, day) == (2, 2, 2, 2)
+
+    # The operator widens the tolerance for the whole deployment and redeploys the code
+    # location: the loader and the checks of every later run agree on it.
+    deployment.restart_code_server({"LANDING_TIMESTAMP_TOLERANCE_MINUTES": "30"})
+    replay = launch_job(
+        deployment,
+        "reprocess_quarantine",
+        {"ops": {"reprocess_quarantined_rows": {"config": {"tenant_id": tenant}}}},
+    )
+    with deployment.instance() as instance:
+        deployment.wait_for(
+            lambda: instance.get_run_by_id(replay).is_finished,
+            "the reprocess_quarantine run",
+            RUN_BOUND_SECONDS,
+            interval=3,
+        )
+        assert instance.get_run_by_id(replay).is_success, deployment.logs()
+
+    # Nobody launches anything else: the automation sensor rebuilds staging, marts and
+    # serving for that tenant-day (the late event joins session s2 of visitor v2).
+    def rebuilt():
+        return daily_metrics(stores, tenant, day) == (3, 2, 2, 2) and (
+            served(stores, tenant, "SELECT events FROM {db}.fct_sessions WHERE visitor_id='v2'")
+            == [(2,)]
+        )
+
+    deployment.wait_for(
+        rebuilt, f"automation to serve the replayed row of {tenant}", RUN_BOUND_SECONDS, 5
+    )
+    automated = [
+        run
+        for run in runs_of(deployment, **{"dagster/sensor_name": "platform_automation_sensor"})
+        if f"|{tenant}" in str(run.tags)
+    ]
+    assert automated, "the rebuild did not come from the automation sensor"
+
+
+def test_the_freshness_check_runs_on_its_cron_tick_by_itself(deployment):
+    from dagster import AssetCheckKey, AssetKey
+
+    check = AssetCheckKey(AssetKey("stg_events"), "every_active_tenant_fresh")
+
+    def evaluated():
+        with deployment.instance() as instance:
+            history = instance.event_log_storage.get_asset_check_execution_history(check, 5)
+            return [record for record in history if record.event is not None] or None
+
+    bound = max(0.0, FRESHNESS_TICK.timestamp() - time.time()) + 180
+    records = deployment.wait_for(evaluated, "the daemon to run the freshness check", bound, 5)
+    (record,) = records  # once per tick, not on every automation evaluation
+    assert record.create_timestamp >= FRESHNESS_TICK.timestamp()
+    evaluation = record.event.dagster_event.event_specific_data
+    assert evaluation.metadata["active_tenants"].value >= 2
+    run = runs_of(deployment, **{"dagster/sensor_name": "platform_automation_sensor"})
+    assert record.run_id in {r.run_id for r in run}
+
+
+def descendants_running(pid: int, words: tuple[str, ...]) -> bool:
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return False
+    for child in children:
+        try:
+            command = " ".join(child.cmdline())
+        except psutil.Error:
+            continue
+        if all(word in command for word in words):
+            return True
+    return False
+
+
+def step_running(instance, run_id: str, prefix: str) -> str | None:
+    """A step of the run whose key starts with `prefix` that has started and not ended."""
+    started, ended = set(), set()
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None or event.step_key is None:
+            continue
+        if event.event_type_value == "STEP_START":
+            started.add(event.step_key)
+        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
+            ended.add(event.step_key)
+    running = sorted(k for k in started - ended if k.startswith(prefix))
+    return running[0] if running else None
+
+
+def kill_worker(pid: int) -> None:
+    """SIGKILL the run worker and what it started, as a lost node or container would."""
+    worker = psutil.Process(pid)
+    for process in [*worker.children(recursive=True), worker]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.send_signal(signal.SIGKILL)
+
+
+@pytest.mark.parametrize(
+    ("step_prefix", "pool", "evidence"),
+    [("analytics_dbt_", "dbt", ("dbt", "build")), ("serving_", "clickhouse", ())],
+    ids=["mid-dbt", "mid-serving"],
+)
+def test_a_killed_run_worker_is_failed_freed_and_retried(
+    deployment, stores, new_tenant, step_prefix, pool, evidence
+):
+    tenant = new_tenant("kill")
+    add_tenant(deployment, stores, tenant)
+    land(deployment, tenant, DAY, worked_example(DAY), "events.jsonl")
+
+    def victim():
+        runs = runs_of(deployment, tenant=tenant)
+        if not runs:
+            return None
+        with deployment.instance() as instance:
+            step = step_running(instance, runs[0].run_id, step_prefix)
+            pid = run_worker_pid(instance, runs[0].run_id)
+        if step and pid and (not evidence or descendants_running(pid, evidence)):
+            return runs[0], step, pid
+        return None
+
+    run, step, pid = deployment.wait_for(
+        victim, f"a {step_prefix}* step running in {tenant}'s run", RUN_BOUND_SECONDS, 0.5
+    )
+    # The pid Dagster recorded is this run's worker: a child of the code server.
+    code_server = deployment.services["code"].process.pid
+    assert code_server in {p.pid for p in psutil.Process(pid).parents()}
+    kill_worker(pid)
+    killed = time.time()
+
+    with deployment.instance() as instance:
+        failed = deployment.wait_for(
+            lambda: instance.get_run_by_id(run.run_id).is_finished,
+            f"run {run.run_id} to be marked finished after its worker was killed",
+            60,
+        )
+        assert failed
+        assert instance.get_run_by_id(run.run_id).status.value == "FAILURE"
+        marked = time.time() - killed
+
+        def freed():
+            info = instance.event_log_storage.get_concurrency_info(pool)
+            return run.run_id not in info.active_run_ids
+
+        deployment.wait_for(freed, f"the dead run's {pool} pool slot to be freed", 120, 2)
+        slot_freed = time.time() - killed
+
+    retry = finished_run(
+        deployment, f"the retry of {run.run_id}", **{"dagster/parent_run_id": run.run_id}
+    )
+    assert retry.is_success, deployment.logs()
+    assert retry.tags.get("dagster/retry_number") == "1"
+    assert daily_metrics(stores, tenant, DAY) == (
+        EXPECTED["events"],
+        EXPECTED["sessions"],
+        EXPECTED["visitors"],
+        EXPECTED["page_views"],
+    )
+    print(
+        f"killed in {step}: marked failed after {marked:.0f}s, {pool} slot free after "
+        f"{slot_freed:.0f}s, retry done after {time.time() - killed:.0f}s"
+    )
+
+
+LAUNCH_BACKFILL = """
+mutation Launch($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+    ... on InvalidSubsetError { message }
+  }
+}
+"""
+CANCEL_BACKFILL = """
+mutation Cancel($id: String!) {
+  cancelPartitionBackfill(backfillId: $id) { __typename }
+}
+"""
+
+
+def covered(run) -> set[tuple[str, str]]:
+    """(date, tenant) pairs a run covers, from its partition or partition-range tags."""
+    from analytics_platform.partitions import parse_tenant_day
+
+    tags = run.tags
+    if "dagster/partition" in tags:
+        one = parse_tenant_day(tags["dagster/partition"])
+        return {(one.date.isoformat(), one.tenant)}
+    start = parse_tenant_day(tags["dagster/asset_partition_range_start"])
+    end = parse_tenant_day(tags["dagster/asset_partition_range_end"])
+    days = (end.date - start.date).days
+    dates = {(start.date + dt.timedelta(days=i)).isoformat() for i in range(days + 1)}
+    tenants = {start.tenant, end.tenant}
+    return {(d, t) for d in dates for t in tenants}
+
+
+def test_a_ui_backfill_of_two_tenants_by_two_days_runs_one_run_per_tenant(
+    deployment, stores, new_tenant
+):
+    from dagster import AssetSelection
+
+    from analytics_platform.definitions import defs
+
+    tenants = [new_tenant("bfa"), new_tenant("bfb")]
+    for tenant in tenants:
+        add_tenant(deployment, stores, tenant)
+    days = [DAY + dt.timedelta(days=5), DAY + dt.timedelta(days=6)]
+    keys = AssetSelection.assets("raw_file_events").downstream().resolve(defs.resolve_asset_graph())
+    params = {
+        "assetSelection": [{"path": key.path} for key in sorted(keys)],
+        "partitionNames": [f"{d.isoformat()}|{t}" for t in tenants for d in days],
+        "fromFailure": False,
+    }
+    launched = deployment.graphql(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    backfill = launched["backfillId"]
+    wanted = {(d.isoformat(), t) for t in tenants for d in days}
+
+    def all_requested():
+        runs = runs_of(deployment, **{"dagster/backfill": backfill})
+        return runs if set().union(*(covered(r) for r in runs)) >= wanted else None
+
+    runs = deployment.wait_for(all_requested, f"backfill {backfill} to request", 180, 2)
+    # Nothing is learnt from building empty days: stop the backfill once it has planned.
+    deployment.graphql(CANCEL_BACKFILL, {"id": backfill})
+    print({run.run_id: sorted(covered(run)) for run in runs})
+    assert len(runs) == 2
+    assert sorted(covered(run) for run in runs) == sorted(
+        {(d.isoformat(), t) for d in days} for t in tenants
     )

@@ -91,7 +91,12 @@ def measure_file(deployment, clickhouse, expectation, day: dt.date) -> dict:
     queryable = time.time()
     with deployment.instance() as instance:
         (run,) = instance.get_runs(
-            filters=RunsFilter(tags={"dagster/partition": f"{day.isoformat()}|{TENANT}"})
+            filters=RunsFilter(
+                tags={
+                    "dagster/partition": f"{day.isoformat()}|{TENANT}",
+                    "dagster/sensor_name": "landing_file_sensor",
+                }
+            )
         )
         record = instance.get_run_record_by_id(run.run_id)
         deployment.wait_for(

@@ -81,6 +81,9 @@ def measure_file(deployment, clickhouse, expectation, day: dt.date) -> dict:
 
     target = Path(deployment.env["LANDING_DIR"]) / TENANT / day.isoformat()
     target.mkdir(parents=True, exist_ok=True)
+    # A producer writes the file just before renaming it: the sensor's settle rule sees a
+    # fresh mtime (the generator wrote these files minutes ago).
+    os.utime(expectation.file)
     renamed = time.time()
     os.replace(expectation.file, target / expectation.file.name)
     deadline = time.monotonic() + BOUND_SECONDS

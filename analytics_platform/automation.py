@@ -5,18 +5,60 @@ files, replayed quarantine rows and API catch-ups land on older days, so the
 platform uses eager without that restriction: a partition is rebuilt when any
 upstream partition updated, once none of its upstreams are missing or running
 (a raw source never loaded for the day does not count as missing).
+
+Nor does it keep eager's other half, "build partitions that become missing": a
+tenant registered while the daemon runs adds a `tenants` partition, so every
+day since PLATFORM_START_DATE of every layer becomes missing at once, and eager
+would launch a backfill of all of them (4,342 asset-partitions for one tenant on
+2026-12-01) with no raw data to build from. Raw data arrives by runs that
+already build the layers below; only updates outside such runs need automation.
 """
 
-from dagster import AssetSelection, AutomationCondition
+from dagster import (
+    AssetSelection,
+    AutomationCondition,
+    AutomationConditionSensorDefinition,
+    DefaultSensorStatus,
+)
+
+# Runs of the pipeline jobs (tenant_day_pipeline, api_events_pipeline) build every layer
+# below raw themselves; their job tags carry this key.
+PIPELINE_RUN_TAG = "analytics_platform/pipeline"
+
+# Dagster's any_deps_updated ignores a parent updated by a run that also targets this
+# asset only when the run names an asset selection; a run of an asset job (the sensors',
+# the schedules', the launchpad's) names none. Without the tag test, an automation tick
+# that falls between two steps of a pipeline run rebuilds the marts it is about to build.
+updated_outside_pipeline_runs = (
+    AutomationCondition.newly_updated()
+    & ~AutomationCondition.executed_with_root_target()
+    & ~AutomationCondition.executed_with_tags(tag_keys={PIPELINE_RUN_TAG})
+).with_label("updated outside a pipeline run")
 
 on_upstream_update = (
-    AutomationCondition.eager()
-    .without(AutomationCondition.in_latest_time_window())
+    AutomationCondition.any_deps_match(
+        updated_outside_pipeline_runs | AutomationCondition.will_be_requested()
+    )
+    .with_label("any_deps_updated")
+    .since_last_handled()
     # Raw sources are alternatives (a tenant may send files, API events or both): one
     # that never loaded a tenant-day does not hold back the layers below it.
-    .replace(
-        "any_deps_missing",
-        AutomationCondition.any_deps_missing().ignore(AssetSelection.groups("raw")),
-    )
-    .with_label("eager (any day)")
+    & ~AutomationCondition.any_deps_missing().ignore(AssetSelection.groups("raw"))
+    & ~AutomationCondition.any_deps_in_progress()
+    & ~AutomationCondition.in_progress()
+).with_label("eager (any day, on upstream updates only)")
+
+# Dagster's default automation sensor starts out stopped, so none of the conditions above
+# would run under the daemon until someone switched it on in the UI. This one replaces it
+# and is on from the first start. It is evaluated in the daemon (not the code server),
+# every 30 s: each tick reads the event log for the partitions that changed since the last.
+platform_automation_sensor = AutomationConditionSensorDefinition(
+    name="platform_automation_sensor",
+    target=AssetSelection.all(),
+    default_status=DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description=(
+        "Evaluates every asset's and check's automation condition: rebuilds the layers below "
+        "a raw tenant-day that changed outside a pipeline run, and runs the hourly checks."
+    ),
 )

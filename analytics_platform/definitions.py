@@ -10,6 +10,7 @@ from analytics_platform.assets.api import raw_api_events
 from analytics_platform.assets.dbt import dbt_layers
 from analytics_platform.assets.raw import raw_file_events
 from analytics_platform.assets.serving import serving_assets
+from analytics_platform.automation import platform_automation_sensor
 from analytics_platform.checks.freshness import (
     every_active_tenant_fresh,
     tenant_freshness_job,
@@ -28,6 +29,7 @@ from analytics_platform.sensors.alerts import run_failure_alert
 from analytics_platform.sensors.landing import landing_file_sensor
 from analytics_platform.sensors.split_failed_runs import split_failed_runs
 from analytics_platform.sensors.tenant_registry import tenant_registry_sensor
+from analytics_platform.settings import landing_timestamp_tolerance_minutes
 
 assets = [raw_file_events, raw_api_events, *dbt_layers, *serving_assets]
 
@@ -40,14 +42,23 @@ def platform_resources() -> dict[str, object]:
     return {
         "postgres": PostgresResource(url=EnvVar("DATABASE_URL")),
         "clickhouse": ClickHouseResource(url=EnvVar("CLICKHOUSE_URL")),
-        "landing": LandingZoneResource(root=EnvVar("LANDING_DIR")),
+        "landing": LandingZoneResource(
+            root=EnvVar("LANDING_DIR"),
+            timestamp_tolerance_minutes=landing_timestamp_tolerance_minutes(),
+        ),
         "dbt": dbt_resource(),
         "alerts": AlertWebhookResource(url=EnvVar("ALERT_WEBHOOK_URL")),
         "event_api": EventApiResource(),
     }
 
 
-sensors = [tenant_registry_sensor, landing_file_sensor, run_failure_alert, split_failed_runs]
+sensors = [
+    tenant_registry_sensor,
+    landing_file_sensor,
+    run_failure_alert,
+    platform_automation_sensor,
+    split_failed_runs,
+]
 
 schedules = [raw_retention_schedule, *api_schedules]
 

@@ -15,6 +15,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from analytics_platform.automation import PIPELINE_RUN_TAG
 from analytics_platform.checks.freshness import FRESHNESS_CHECKS
 from analytics_platform.ingest.reprocess import replay_quarantine
 from analytics_platform.partitions import TenantDay
@@ -32,6 +33,7 @@ tenant_day_pipeline = define_asset_job(
     name="tenant_day_pipeline",
     selection=AssetSelection.assets("raw_file_events").downstream() - FRESHNESS_CHECKS,
     description="Load the tenant-days' landing files, then model and serve them.",
+    run_tags={PIPELINE_RUN_TAG: "true"},
 )
 
 

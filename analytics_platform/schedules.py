@@ -12,6 +12,7 @@ from dagster import (
     schedule,
 )
 
+from analytics_platform.automation import PIPELINE_RUN_TAG
 from analytics_platform.checks.freshness import FRESHNESS_CHECKS
 from analytics_platform.partitions import PLATFORM_START_DATE, TenantDay, tenants_partitions
 from analytics_platform.resources.postgres import PostgresResource
@@ -22,6 +23,7 @@ api_events_pipeline = define_asset_job(
     name="api_events_pipeline",
     selection=AssetSelection.assets("raw_api_events").downstream() - FRESHNESS_CHECKS,
     description="Read the tenant-days' HTTP API exports, then model and serve them.",
+    run_tags={PIPELINE_RUN_TAG: "true"},
 )
 
 

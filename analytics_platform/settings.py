@@ -11,6 +11,8 @@ installed or started by hand:
 | `LANDING_DIR`     | `./data/landing`                                          |
 | `PLATFORM_START_DATE` | `2026-01-01`: the first daily partition (UTC)         |
 | `ALERT_WEBHOOK_URL` | empty: failed runs are logged, not posted                 |
+| `TENANT_FRESHNESS_CRON` | `15 * * * *`: when `every_active_tenant_fresh` runs (UTC) |
+| `LANDING_TIMESTAMP_TOLERANCE_MINUTES` | `0`: the landing loader's and checks' tolerance |
 
 The Dagster definitions read these through `dagster.EnvVar`; `stack.py` fills
 in the defaults before Dagster starts.
@@ -26,6 +28,7 @@ from pathlib import Path
 
 CHDB_SCHEME = "chdb://"
 DEFAULT_START_DATE = "2026-01-01"
+DEFAULT_FRESHNESS_CRON = "15 * * * *"
 
 
 class SettingsError(ValueError):
@@ -49,6 +52,39 @@ def platform_start_date(environ: Mapping[str, str] | None = None) -> str:
     if len(value) != len("YYYY-MM-DD"):
         raise SettingsError(f"PLATFORM_START_DATE={value!r}: use the YYYY-MM-DD form")
     return value
+
+
+def tenant_freshness_cron(environ: Mapping[str, str] | None = None) -> str:
+    """`TENANT_FRESHNESS_CRON`: when the daemon runs `every_active_tenant_fresh` (UTC)."""
+    from dagster._utils.schedules import is_valid_cron_string
+
+    value = (os.environ if environ is None else environ).get("TENANT_FRESHNESS_CRON")
+    value = value or DEFAULT_FRESHNESS_CRON
+    if not is_valid_cron_string(value):
+        raise SettingsError(
+            f"TENANT_FRESHNESS_CRON={value!r} is not a cron expression; e.g. '15 * * * *'"
+        )
+    return value
+
+
+def landing_timestamp_tolerance_minutes(environ: Mapping[str, str] | None = None) -> int:
+    """`LANDING_TIMESTAMP_TOLERANCE_MINUTES`: how far outside its folder's day an event may be.
+
+    The loader and the raw and staging checks must agree on it, so it is a setting of the
+    deployment (every process sees it), not only a run's config.
+    """
+    value = (os.environ if environ is None else environ).get(
+        "LANDING_TIMESTAMP_TOLERANCE_MINUTES", ""
+    )
+    try:
+        minutes = int(value or 0)
+    except ValueError:
+        minutes = -1
+    if minutes < 0:
+        raise SettingsError(
+            f"LANDING_TIMESTAMP_TOLERANCE_MINUTES={value!r}: use a whole number of minutes >= 0"
+        )
+    return minutes
 
 
 @dataclass(frozen=True)

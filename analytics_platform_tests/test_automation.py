@@ -77,3 +77,13 @@ def test_the_tenant_freshness_check_runs_hourly_and_never_rides_along_with_stagi
             evaluation_time=start + dt.timedelta(minutes=56),  # 11:16, past 11:15
         )
         assert requested(after_tick, fresh) == 1
+
+
+def test_a_tenant_registered_later_starts_no_backfill_of_its_empty_history():
+    """A new tenant adds a partition for every day since PLATFORM_START_DATE: none has data."""
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("tenants", ["acme"])
+        first = evaluate_automation_conditions(defs=defs, instance=instance)
+        instance.add_dynamic_partitions("tenants", ["globex"])
+        later = evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+        assert later.total_requested == 0

@@ -26,6 +26,7 @@ from pydantic import Field
 
 from analytics_platform.resources.alerts import AlertWebhookResource
 from analytics_platform.resources.postgres import PostgresResource
+from analytics_platform.settings import tenant_freshness_cron
 
 # Data lands daily (the API pull runs at 01:00 UTC); each layer below gets an hour more.
 LAYER_FRESHNESS = {
@@ -68,10 +69,11 @@ class FreshnessConfig(Config):
 @asset_check(
     asset="stg_events",
     name="every_active_tenant_fresh",
-    automation_condition=AutomationCondition.cron_tick_passed("15 * * * *", "UTC"),
+    automation_condition=AutomationCondition.cron_tick_passed(tenant_freshness_cron(), "UTC"),
     description=(
         "Every active tenant has events that arrived (ingested) within max_lag_hours "
-        "(default 26). Runs hourly at :15 (automation condition); a stale tenant fails the "
+        f"(default 26). Runs on the cron {tenant_freshness_cron()!r} (UTC; setting "
+        "TENANT_FRESHNESS_CRON) through its automation condition; a stale tenant fails the "
         "check (WARN, nothing downstream is stopped) and is posted to ALERT_WEBHOOK_URL."
     ),
 )

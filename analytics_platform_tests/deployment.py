@@ -1,0 +1,292 @@
+"""The deployed topology on this machine: code server, webserver and daemon as processes.
+
+The same three processes docker-compose.yml runs, started from this repository's
+virtualenv: `dagster code-server start` serving `analytics_platform.definitions`,
+and `dagster-webserver` and `dagster-daemon run` loading it over gRPC from a
+workspace file derived from workspace.docker.yaml. Dagster's instance is the
+project's own dagster.yaml (Postgres storage, queued run coordinator, run
+monitoring, retries), copied into a temporary DAGSTER_HOME.
+
+Every process listens on 127.0.0.1 only, on a free port, in its own process
+group, so `stop()` ends it with everything it started (run workers, dbt) by
+process group id. Every wait is bounded and fails with the tail of the logs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+LOCATION = "analytics_platform"
+T = TypeVar("T")
+
+
+class DeploymentError(AssertionError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Service:
+    name: str
+    args: list[str]
+    log: Path
+    process: subprocess.Popen | None = None
+
+    def tail(self, lines: int = 30) -> str:
+        if not self.log.exists():
+            return f"--- {self.name}: no log yet"
+        text = self.log.read_text(errors="replace").splitlines()[-lines:]
+        return f"--- {self.name} ({self.log}), last {len(text)} lines:\n" + "\n".join(text)
+
+
+@dataclass
+class Deployment:
+    """A running code server + webserver + daemon; see the module docstring."""
+
+    home: Path
+    env: dict[str, str]
+    grpc_port: int = field(default_factory=free_port)
+    web_port: int = field(default_factory=free_port)
+    services: dict[str, Service] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ set-up
+
+    @classmethod
+    def prepare(cls, home: Path, settings: Mapping[str, str]) -> Deployment:
+        """DAGSTER_HOME with the project's dagster.yaml and a gRPC workspace file."""
+        home.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+        deployment = cls(home=home, env={})
+        workspace = yaml.safe_load((ROOT / "workspace.docker.yaml").read_text())
+        (server,) = [entry["grpc_server"] for entry in workspace["load_from"]]
+        server.update(host="127.0.0.1", port=deployment.grpc_port)
+        (home / "workspace.yaml").write_text(yaml.safe_dump(workspace))
+        (home / "artifacts").mkdir(exist_ok=True)
+        deployment.env = {
+            **os.environ,
+            "DAGSTER_HOME": str(home),
+            "DAGSTER_ARTIFACTS_DIR": str(home / "artifacts"),
+            "ALERT_WEBHOOK_URL": "",
+            "PYTHONUNBUFFERED": "1",
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            **settings,
+        }
+        workspace_file = str(home / "workspace.yaml")
+        # Beside DAGSTER_HOME, not in it: Dagster manages $DAGSTER_HOME/logs itself.
+        logs = home.parent / f"{home.name}-process-logs"
+        logs.mkdir(exist_ok=True)
+        for name, args in {
+            "code": [
+                str(BIN / "dagster"), "code-server", "start",
+                "-h", "127.0.0.1", "-p", str(deployment.grpc_port),
+                "-m", "analytics_platform.definitions", "--location-name", LOCATION,
+            ],
+            "webserver": [
+                str(BIN / "dagster-webserver"),
+                "-h", "127.0.0.1", "-p", str(deployment.web_port), "-w", workspace_file,
+            ],
+            "daemon": [str(BIN / "dagster-daemon"), "run", "-w", workspace_file],
+        }.items():  # fmt: skip
+            deployment.services[name] = Service(name, args, logs / f"{name}.log")
+        return deployment
+
+    def _spawn(self, service: Service, extra_env: Mapping[str, str] | None = None) -> None:
+        env = {**self.env, **(extra_env or {})}
+        with open(service.log, "ab") as log:
+            service.process = subprocess.Popen(
+                service.args,
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: stopped with its children
+            )
+
+    def start(self, timeout: float = 240) -> None:
+        """Start the code server, then the webserver and daemon; wait until all are ready."""
+        self._spawn(self.services["code"])
+        self.wait_for_code_server(timeout)
+        self._spawn(self.services["webserver"])
+        self._spawn(self.services["daemon"])
+        self.wait_for(self._location_loaded, "the webserver to load the code location", timeout)
+        self.wait_for(self._daemons_healthy, "every daemon to report healthy", timeout)
+
+    def restart_code_server(self, extra_env: Mapping[str, str], timeout: float = 240) -> None:
+        """Redeploy the code location with changed settings, as an operator would."""
+        self._terminate(self.services["code"])
+        self.env.update(extra_env)
+        self._spawn(self.services["code"])
+        self.wait_for_code_server(timeout)
+
+    def stop(self) -> None:
+        for name in ("daemon", "webserver", "code"):
+            self._terminate(self.services[name])
+
+    def _terminate(self, service: Service, grace: float = 20) -> None:
+        process = service.process
+        if process is None or process.poll() is not None:
+            return
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(process.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                process.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        # Children that outlived their leader (a run worker, dbt) share its group id.
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+    # ------------------------------------------------------------------ waiting
+
+    def logs(self, lines: int = 30) -> str:
+        return "\n".join(service.tail(lines) for service in self.services.values())
+
+    def wait_for(
+        self,
+        probe: Callable[[], T | None],
+        what: str,
+        timeout: float,
+        interval: float = 1.0,
+    ) -> T:
+        """Call `probe` until it returns something truthy; at most `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        attempts = max(1, int(timeout / interval) + 1)
+        last_error: Exception | None = None
+        for _ in range(attempts):
+            self._check_alive()
+            try:
+                value = probe()
+            except Exception as err:  # a server still starting refuses connections
+                value, last_error = None, err
+            if value:
+                return value
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(interval)
+        raise DeploymentError(
+            f"timed out after {timeout:.0f}s waiting for {what}"
+            + (f" (last error: {last_error!r})" if last_error else "")
+            + "\n"
+            + self.logs()
+        )
+
+    def _check_alive(self) -> None:
+        for service in self.services.values():
+            if service.process is not None and service.process.poll() is not None:
+                raise DeploymentError(
+                    f"{service.name} exited with code {service.process.returncode}\n"
+                    + self.logs(60)
+                )
+
+    def wait_for_code_server(self, timeout: float) -> None:
+        def serving() -> bool:
+            result = subprocess.run(
+                [
+                    str(BIN / "dagster"), "api", "grpc-health-check",
+                    "-p", str(self.grpc_port), "-h", "127.0.0.1",
+                ],
+                env=self.env, capture_output=True, timeout=30, check=False,
+            )  # fmt: skip
+            return result.returncode == 0
+
+        self.wait_for(serving, "the code server to serve", timeout, interval=2)
+
+    # ------------------------------------------------------------------ clients
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def graphql(self, query: str, variables: Mapping[str, object] | None = None) -> dict:
+        """POST a GraphQL query to the webserver, as the UI does; returns `data`."""
+        body = json.dumps({"query": query, "variables": dict(variables or {})}).encode()
+        request = urllib.request.Request(
+            f"{self.url}/graphql", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            payload = json.loads(response.read())
+        if payload.get("errors"):
+            raise DeploymentError(f"GraphQL errors: {payload['errors']}")
+        return payload["data"]
+
+    def _location_loaded(self) -> bool:
+        data = self.graphql(
+            "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus "
+            "locationOrLoadError { __typename ... on PythonError { message } } } } } }"
+        )
+        for entry in data["workspaceOrError"]["locationEntries"]:
+            if entry["name"] == LOCATION and entry["loadStatus"] == "LOADED":
+                loaded = entry["locationOrLoadError"] or {}
+                if loaded.get("__typename") == "PythonError":
+                    raise DeploymentError(f"code location failed to load: {loaded['message']}")
+                return loaded.get("__typename") == "RepositoryLocation"
+        return False
+
+    def _daemons_healthy(self) -> bool:
+        with self.instance() as instance:
+            statuses = instance.get_daemon_statuses()
+            return bool(statuses) and all(status.healthy for status in statuses.values())
+
+    @contextmanager
+    def instance(self) -> Iterator[object]:
+        """The deployment's DagsterInstance, from its DAGSTER_HOME (for reading runs)."""
+        from dagster import DagsterInstance
+
+        with _environ(self.env), DagsterInstance.from_config(str(self.home)) as instance:
+            yield instance
+
+
+@contextmanager
+def _environ(values: Mapping[str, str]) -> Iterator[None]:
+    """dagster.yaml reads its URLs from the environment; set them, then restore."""
+    keys = ("DAGSTER_POSTGRES_URL", "DAGSTER_ARTIFACTS_DIR", "DAGSTER_HOME")
+    saved = {key: os.environ.get(key) for key in keys}
+    os.environ.update({key: values[key] for key in keys if key in values})
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+PID_IN_MESSAGE = re.compile(r"Started process for run \(pid: (\d+)\)")
+
+
+def run_worker_pid(instance, run_id: str) -> int | None:
+    """The pid Dagster recorded for the run's worker process ("Started process for run")."""
+    for entry in instance.all_logs(run_id):
+        match = PID_IN_MESSAGE.search(entry.message or "")
+        if match:
+            return int(match.group(1))
+    return None

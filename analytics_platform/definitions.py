@@ -66,7 +66,7 @@ defs = Definitions(
     assets=assets,
     # Every step of a run in the run's own process: a fresh process per step costs an
     # import of the code location (about 5 s on 2 cores), most of a small run's time.
-    # Pools still apply; a run that needs parallel steps can pick multiprocess in its config.
+    # Pools still apply; a run's steps are a chain, so little parallelism is lost.
     executor=in_process_executor,
     asset_checks=[*layer_check_defs, every_active_tenant_fresh],
     jobs=[*jobs, raw_retention, tenant_freshness_job],

@@ -8,15 +8,12 @@ into the landing zone, a job launched through the webserver, a killed process.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import os
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
 from analytics_platform.resources.clickhouse import ClickHouseResource
@@ -168,44 +165,6 @@ def launch_job(deployment: Deployment, job: str, run_config: dict) -> str:
 
     client = DagsterGraphQLClient("127.0.0.1", port_number=deployment.web_port)
     return client.submit_job_execution(job, run_config=run_config)
-
-
-def descendants_running(pid: int, words: tuple[str, ...]) -> bool:
-    try:
-        children = psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return False
-    for child in children:
-        try:
-            command = " ".join(child.cmdline())
-        except psutil.Error:
-            continue
-        if all(word in command for word in words):
-            return True
-    return False
-
-
-def step_running(instance, run_id: str, prefix: str) -> str | None:
-    """A step of the run whose key starts with `prefix` that has started and not ended."""
-    started, ended = set(), set()
-    for entry in instance.all_logs(run_id):
-        event = entry.dagster_event
-        if event is None or event.step_key is None:
-            continue
-        if event.event_type_value == "STEP_START":
-            started.add(event.step_key)
-        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
-            ended.add(event.step_key)
-    running = sorted(k for k in started - ended if k.startswith(prefix))
-    return running[0] if running else None
-
-
-def kill_worker(pid: int) -> None:
-    """SIGKILL the run worker and what it started, as a lost node or container would."""
-    worker = psutil.Process(pid)
-    for process in [*worker.children(recursive=True), worker]:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.send_signal(signal.SIGKILL)
 
 
 LAUNCH_BACKFILL = """

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -277,3 +278,15 @@ def _environ(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+PID_IN_MESSAGE = re.compile(r"Started process for run \(pid: (\d+)\)")
+
+
+def run_worker_pid(instance, run_id: str) -> int | None:
+    """The pid Dagster recorded for the run's worker process ("Started process for run")."""
+    for entry in instance.all_logs(run_id):
+        match = PID_IN_MESSAGE.search(entry.message or "")
+        if match:
+            return int(match.group(1))
+    return None

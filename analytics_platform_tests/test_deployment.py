@@ -8,19 +8,22 @@ into the landing zone, a job launched through the webserver, a killed process.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from analytics_platform.resources.clickhouse import ClickHouseResource
 from analytics_platform.resources.postgres import PostgresResource
 from analytics_platform.tenants.lifecycle import provision_tenant
 from analytics_platform.tenants.registry import register_tenant
-from analytics_platform_tests.deployment import Deployment
+from analytics_platform_tests.deployment import Deployment, run_worker_pid
 from analytics_platform_tests.events import EXPECTED, tracker_event, worked_example, write_lines
 
 pytestmark = pytest.mark.slow
@@ -30,13 +33,20 @@ DAY = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=3)
 # Bounds for 2 cores shared with other test suites (a run took 270-430 s at load 8-10);
 # the README states what is typical.
 RUN_BOUND_SECONDS = 1200
-# The freshness check's cron tick: the first whole minute at least 4 minutes from import.
-FRESHNESS_TICK = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=5)).replace(
-    second=0, microsecond=0
-)
-FRESHNESS_MINUTE = FRESHNESS_TICK.minute
+# How long after the deployment starts the freshness check's cron ticks: past the daemon's
+# first automation evaluations (a tick before the first one is never "newly passed").
+FRESHNESS_TICK_AFTER = dt.timedelta(minutes=5)
 # Tenants of earlier scenarios that a later one looks at again.
 SCENARIO_TENANTS: dict[str, str] = {}
+
+
+@pytest.fixture(scope="module")
+def freshness_tick() -> dt.datetime:
+    """The check's cron tick, chosen when the deployment starts (not at import: in a
+    whole-suite session the module is imported long before its first scenario runs)."""
+    return (dt.datetime.now(dt.timezone.utc) + FRESHNESS_TICK_AFTER).replace(
+        second=0, microsecond=0
+    )
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +55,7 @@ def deployment(
     warehouse_url: str,
     dagster_storage_url: str,
     clickhouse_url: str,
+    freshness_tick: dt.datetime,
 ) -> Iterator[Deployment]:
     home = tmp_path_factory.mktemp("dagster-home")
     landing = tmp_path_factory.mktemp("landing")
@@ -57,7 +68,7 @@ def deployment(
             "LANDING_DIR": str(landing),
             # Hourly in production. Here: hourly at a minute a few minutes after the start,
             # so the test sees the daemon run it on its tick, and not before.
-            "TENANT_FRESHNESS_CRON": f"{FRESHNESS_MINUTE} * * * *",
+            "TENANT_FRESHNESS_CRON": f"{freshness_tick.minute} * * * *",
         },
     )
     try:
@@ -165,6 +176,140 @@ def launch_job(deployment: Deployment, job: str, run_config: dict) -> str:
 
     client = DagsterGraphQLClient("127.0.0.1", port_number=deployment.web_port)
     return client.submit_job_execution(job, run_config=run_config)
+
+
+def descendants_running(pid: int, words: tuple[str, ...]) -> bool:
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return False
+    for child in children:
+        try:
+            command = " ".join(child.cmdline())
+        except psutil.Error:
+            continue
+        if all(word in command for word in words):
+            return True
+    return False
+
+
+def step_running(instance, run_id: str, prefix: str) -> str | None:
+    """A step of the run whose key starts with `prefix` that has started and not ended."""
+    started, ended = set(), set()
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None or event.step_key is None:
+            continue
+        if event.event_type_value == "STEP_START":
+            started.add(event.step_key)
+        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
+            ended.add(event.step_key)
+    running = sorted(k for k in started - ended if k.startswith(prefix))
+    return running[0] if running else None
+
+
+def kill_worker(pid: int) -> None:
+    """SIGKILL the run worker and what it started, as a lost node or container would."""
+    worker = psutil.Process(pid)
+    for process in [*worker.children(recursive=True), worker]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.send_signal(signal.SIGKILL)
+
+
+@pytest.mark.parametrize(
+    ("step_prefix", "pool", "evidence"),
+    # dbt steps take no pool slot (each model locks its tenants in Postgres instead), so
+    # only the serving kill has a slot to free.
+    [("analytics_dbt_", None, ("dbt", "build")), ("serving_", "clickhouse", ())],
+    ids=["mid-dbt", "mid-serving"],
+)
+def test_a_killed_run_worker_is_failed_freed_and_retried(
+    deployment, stores, new_tenant, step_prefix, pool, evidence
+):
+    tenant = new_tenant("kill")
+    add_tenant(deployment, stores, tenant)
+    land(deployment, tenant, DAY, worked_example(DAY), "events.jsonl")
+
+    def victim():
+        runs = runs_of(deployment, tenant=tenant)
+        if not runs:
+            return None
+        with deployment.instance() as instance:
+            step = step_running(instance, runs[0].run_id, step_prefix)
+            pid = run_worker_pid(instance, runs[0].run_id)
+        if step and pid and (not evidence or descendants_running(pid, evidence)):
+            return runs[0], step, pid
+        return None
+
+    run, step, pid = deployment.wait_for(
+        victim, f"a {step_prefix}* step running in {tenant}'s run", RUN_BOUND_SECONDS, 0.5
+    )
+    # The pid Dagster recorded is this run's worker: a child of the code server.
+    code_server = deployment.services["code"].process.pid
+    assert code_server in {p.pid for p in psutil.Process(pid).parents()}
+    kill_worker(pid)
+    killed = time.time()
+
+    with deployment.instance() as instance:
+        failed = deployment.wait_for(
+            lambda: instance.get_run_by_id(run.run_id).is_finished,
+            f"run {run.run_id} to be marked finished after its worker was killed",
+            60,
+        )
+        assert failed
+        assert instance.get_run_by_id(run.run_id).status.value == "FAILURE"
+        marked = time.time() - killed
+
+        def freed():
+            info = instance.event_log_storage.get_concurrency_info(pool)
+            return run.run_id not in info.active_run_ids
+
+        if pool is not None:
+            deployment.wait_for(freed, f"the dead run's {pool} pool slot to be freed", 120, 2)
+        slot_freed = time.time() - killed
+
+    retry = finished_run(
+        deployment, f"the retry of {run.run_id}", **{"dagster/parent_run_id": run.run_id}
+    )
+    assert retry.is_success, deployment.logs()
+    assert retry.tags.get("dagster/retry_number") == "1"
+    assert daily_metrics(stores, tenant, DAY) == (
+        EXPECTED["events"],
+        EXPECTED["sessions"],
+        EXPECTED["visitors"],
+        EXPECTED["page_views"],
+    )
+    print(
+        f"killed in {step}: marked failed after {marked:.0f}s, {pool} slot free after "
+        f"{slot_freed:.0f}s, retry done after {time.time() - killed:.0f}s"
+    )
+
+
+# After the kill scenarios: by then the tick has usually passed.
+def test_the_freshness_check_runs_on_its_cron_tick_by_itself(deployment, freshness_tick):
+    from dagster import AssetCheckKey, AssetKey
+
+    check = AssetCheckKey(AssetKey("stg_events"), "every_active_tenant_fresh")
+
+    def evaluated():
+        with deployment.instance() as instance:
+            history = instance.event_log_storage.get_asset_check_execution_history(check, 5)
+            return [record for record in history if record.event is not None] or None
+
+    tick = freshness_tick.timestamp()
+    bound = max(0.0, tick - time.time()) + 180
+    records = deployment.wait_for(evaluated, "the daemon to run the freshness check", bound, 5)
+    # Once, on its tick: never before it (not with the runs that built stg_events since the
+    # start), and not again on later automation evaluations.
+    assert [record.create_timestamp >= tick for record in records] == [True]
+    (record,) = records
+    evaluation = record.event.dagster_event.event_specific_data
+    # The tenants of the scenarios before this one are active; the first one's events were
+    # staged minutes ago (a tenant whose first run had not finished by the tick is stale).
+    assert evaluation.metadata["active_tenants"].value >= len(SCENARIO_TENANTS)
+    assert SCENARIO_TENANTS["e2e"] not in evaluation.metadata["stale_tenants"].value
+    run = runs_of(deployment, **{"dagster/sensor_name": "platform_automation_sensor"})
+    assert record.run_id in {r.run_id for r in run}
 
 
 LAUNCH_BACKFILL = """

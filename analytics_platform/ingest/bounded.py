@@ -81,7 +81,7 @@ def line_blocks(
     """(number of its first line, block of whole lines) of about `block_bytes` each, and a
     `LongLine` for each line longer than `max_line_bytes` that did not fit in a block.
 
-    At most 2 x `block_bytes` + `max_line_bytes` of the file are held at once.
+    At most about 2 x (`block_bytes` + `max_line_bytes`) of the file are held at once.
     """
     number, carry = first_number, b""
     long_line: LongLine | None = None
@@ -123,6 +123,18 @@ def read_line(stream: BinaryIO, number: int, max_line_bytes: int) -> bytes | Lon
     return line
 
 
+# What zlib and gzip raise for a stream that is cut short or not gzip at all.
+CORRUPT_STREAM_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
+
+
+def corrupt_file(err: BaseException, lines_read: int) -> FileFaultError:
+    return FileFaultError(
+        "corrupt_file",
+        f"the compressed stream is cut short or corrupt ({type(err).__name__}: {err}) after "
+        f"{lines_read} line(s); none of the file is loaded: replace it with a complete copy",
+    )
+
+
 class ExpansionGuard(io.RawIOBase):
     """A decompressed stream that refuses to expand past its caps (see the module doc)."""
 
@@ -133,6 +145,7 @@ class ExpansionGuard(io.RawIOBase):
         self._limit = max_expanded_bytes
         self._ratio_limit = max(RATIO_FLOOR_BYTES, int(compressed_bytes * max_ratio))
         self.expanded = 0
+        self.lines = 0  # newlines expanded so far: what a fault report counts
 
     def readable(self) -> bool:
         return True
@@ -142,10 +155,14 @@ class ExpansionGuard(io.RawIOBase):
         super().close()
 
     def readinto(self, buffer) -> int:
-        data = self._stream.read(len(buffer))
+        try:
+            data = self._stream.read1(len(buffer))  # a chunk at a time: lines count as they come
+        except CORRUPT_STREAM_ERRORS as err:
+            raise corrupt_file(err, self.lines) from err
         size = len(data)
         buffer[:size] = data
         self.expanded += size
+        self.lines += data.count(b"\n")
         if self.expanded > self._limit:
             raise FileFaultError(
                 "decompression_limit",
@@ -177,15 +194,3 @@ def open_expanded(
         max_compression_ratio,
     )
     return io.BufferedReader(guard, buffer_size=1 << 16)
-
-
-# What zlib and gzip raise for a stream that is cut short or not gzip at all.
-CORRUPT_STREAM_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
-
-
-def corrupt_file(err: BaseException, lines_read: int) -> FileFaultError:
-    return FileFaultError(
-        "corrupt_file",
-        f"the compressed stream is cut short or corrupt ({type(err).__name__}: {err}) after "
-        f"{lines_read} line(s); none of the file is loaded: replace it with a complete copy",
-    )

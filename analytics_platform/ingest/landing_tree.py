@@ -59,39 +59,41 @@ class RefusedPathError(OSError):
         self.reason = reason
 
 
+class _InZone:
+    """A path relative to LANDING_DIR: `<tenant>[/<day>[/<file>]]`."""
+
+    relative: str
+
+    @property
+    def tenant_folder(self) -> str:
+        return self.relative.split("/", 1)[0]
+
+    @property
+    def day_folder(self) -> str | None:
+        parts = self.relative.split("/")
+        return parts[1] if len(parts) > 1 else None
+
+
 @dataclass(frozen=True)
-class Refusal:
+class Refusal(_InZone):
     """A path under LANDING_DIR that is never read, and why (a key of REFUSAL_DETAIL)."""
 
     relative: str
     reason: str
 
     @property
-    def tenant_folder(self) -> str:
-        return self.relative.split("/", 1)[0]
-
-    @property
     def day(self) -> dt.date | None:
-        parts = self.relative.split("/")
-        return parse_day_folder(parts[1]) if len(parts) > 1 else None
+        return parse_day_folder(self.day_folder) if self.day_folder else None
 
 
 @dataclass(frozen=True)
-class LandingEntry:
+class LandingEntry(_InZone):
     """A regular file with a landing name, as `lstat` saw it."""
 
     path: Path
     relative: str
     size: int
     mtime_ns: int
-
-    @property
-    def tenant_folder(self) -> str:
-        return self.relative.split("/", 1)[0]
-
-    @property
-    def day_folder(self) -> str:
-        return self.relative.split("/")[1]
 
 
 def _refusal_reason(mode: int) -> str | None:

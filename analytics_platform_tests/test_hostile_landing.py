@@ -348,3 +348,33 @@ def test_a_file_appended_while_the_sensor_looks_is_taken_whole(landing_dir, post
     with postgres.transaction() as conn:
         report = load_tenant_day(postgres, conn, landing(landing_dir), TenantDay(tenant, DAY), "r")
     assert (report.rows_read, report.rows_loaded) == (3, 3)
+
+
+def test_a_file_breaking_off_in_worker_processes_leaves_them_in_step(
+    landing_dir, postgres, new_tenant, monkeypatch
+):
+    """Blocks in the workers' hands when a .gz breaks off are drained: the next file of the
+    day, converted by the same workers, loads whole and in order."""
+    import analytics_platform.ingest.load as load
+
+    monkeypatch.setattr(load, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(load, "BLOCK_BYTES", 4096)
+    tenant = new_tenant("workers")
+    folder = landing_dir / tenant / DAY.isoformat()
+    folder.mkdir(parents=True)
+    whole = gzip.compress(text(events("cut", 5000)), compresslevel=1)
+    (folder / "a_truncated.jsonl.gz").write_bytes(whole[: len(whole) * 3 // 4])
+    (folder / "b_good.jsonl").write_bytes(text(events("good", 500)))
+    resource = landing(landing_dir, parse_processes=2)
+    with postgres.transaction() as conn:
+        report = load.load_tenant_day(postgres, conn, resource, TenantDay(tenant, DAY), "r")
+    assert [f.fault for f in report.files] == ["corrupt_file", None]
+    assert (report.rows_read, report.rows_loaded) == (500, 500)
+    with postgres.connect() as conn:
+        lines = conn.execute(
+            "SELECT _source_line, event_id FROM raw.file_events WHERE tenant_id = %s "
+            "ORDER BY _source_line",
+            (tenant,),
+        ).fetchall()
+    assert lines == [(i + 1, f"good-{i}") for i in range(500)]
+    assert [r[2] for r in quarantine(postgres, tenant, "raw_file_events")] == ["corrupt_file"]

@@ -56,7 +56,12 @@ def open_binary(path: Path) -> io.BufferedIOBase:
 
 
 def raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """(line number, bytes without the line ending), a UTF-8 BOM on line 1 removed."""
+    """(line number, bytes without the line ending), a UTF-8 BOM on line 1 removed.
+
+    The reference reader, for tests and trusted files: it holds whole lines and
+    follows links. Landing files are read through `LandingZoneResource.open_file`
+    and bounded.py instead.
+    """
     with open_binary(path) as stream:
         for number, raw in enumerate(stream, start=1):
             if raw.startswith(b"\xef\xbb\xbf") and number == 1:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import subprocess
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -83,3 +88,75 @@ def write_section(name: str, section: str) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     REPORT.write_text(text)
+
+
+def own_peak_mb() -> float:
+    """This process's VmHWM (peak RSS since exec), from /proc."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+class TreeMemory:
+    """Peak of the summed RSS of a process and its descendants, sampled every 50 ms."""
+
+    def __init__(self, pid: int):
+        import psutil
+
+        self.process = psutil.Process(pid)
+        self.peak = 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+
+    def _watch(self) -> None:
+        import psutil
+
+        while not self.done.is_set():
+            total = 0
+            try:
+                for proc in [self.process, *self.process.children(recursive=True)]:
+                    with contextlib.suppress(psutil.Error):
+                        total += proc.memory_info().rss
+            except psutil.Error:
+                pass
+            self.peak = max(self.peak, total)
+            self.done.wait(0.05)
+
+    def stop(self) -> int:
+        self.done.set()
+        self.thread.join()
+        return self.peak
+
+
+def run_measured(command: list[str], env: dict[str, str] | None = None) -> dict[str, object]:
+    """Run one loader; its output (JSON on the last stdout line), wall seconds and peak RSS."""
+    began = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+    memory = TreeMemory(proc.pid)
+    output = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - began
+    tree_peak = memory.stop()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{command[:4]} failed ({proc.returncode}):\n{output[-2000:]}")
+    lines = [line for line in output.splitlines() if line.strip()]
+    result = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
+    # Not ru_maxrss: Linux carries the forking process's high-water mark across exec, so
+    # a child forked while this process was large reports this process's peak.
+    del usage
+    peak_mb = max(result.get("vmhwm_mb", 0) * 1024**2, tree_peak) / 1024**2
+    return {**result, "wall_s": round(seconds, 3), "peak_rss_mb": round(peak_mb, 1)}
+
+
+def run_and_report(work: Path, results: Path, run, args, write_report) -> None:
+    """`run(args, database_url)` on a fresh database; its results as JSON and in the report."""
+    work.mkdir(parents=True, exist_ok=True)
+    with fresh_database() as database_url:
+        measured = run(args, database_url)
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(measured, indent=2) + "\n")
+    write_report(measured)
+    print(json.dumps(measured, indent=2))

@@ -29,7 +29,6 @@ under 500 MB whatever the file size.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
 import os
@@ -38,12 +37,11 @@ import random
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
 
-from common import fresh_database, write_section
+from common import own_peak_mb, run_and_report, run_measured, write_section
 
 from analytics_platform.ingest.contract import CONTRACT_COLUMNS
 
@@ -254,14 +252,6 @@ def generate_big(source: Path, work: Path, gigabytes: float, kind: str) -> Path:
 # --- children: one loader each ----------------------------------------------------------
 
 
-def own_peak_mb() -> float:
-    """This process's VmHWM (peak RSS since exec), from /proc."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
-
-
 def child_raw(url: str, landing: str, tenant: str) -> dict[str, object]:
     """Materialize raw_file_events for one partition, in-process, as a run would."""
     from dagster import DagsterEventType, DagsterInstance, materialize
@@ -364,59 +354,6 @@ def child_dlt(url: str, jsonl: str, rows: int) -> dict[str, object]:
 
 
 # --- parent -----------------------------------------------------------------------------
-
-
-class TreeMemory:
-    """Peak of the summed RSS of a process and its descendants, sampled every 50 ms."""
-
-    def __init__(self, pid: int):
-        import psutil
-
-        self.process = psutil.Process(pid)
-        self.peak = 0
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._watch, daemon=True)
-        self.thread.start()
-
-    def _watch(self) -> None:
-        import psutil
-
-        while not self.done.is_set():
-            total = 0
-            try:
-                for proc in [self.process, *self.process.children(recursive=True)]:
-                    with contextlib.suppress(psutil.Error):
-                        total += proc.memory_info().rss
-            except psutil.Error:
-                pass
-            self.peak = max(self.peak, total)
-            self.done.wait(0.05)
-
-    def stop(self) -> int:
-        self.done.set()
-        self.thread.join()
-        return self.peak
-
-
-def run_measured(command: list[str], env: dict[str, str] | None = None) -> dict[str, object]:
-    """Run one loader; its output (JSON on the last stdout line), wall seconds and peak RSS."""
-    began = time.perf_counter()
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
-    memory = TreeMemory(proc.pid)
-    output = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - began
-    tree_peak = memory.stop()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{command[:4]} failed ({proc.returncode}):\n{output[-2000:]}")
-    lines = [line for line in output.splitlines() if line.strip()]
-    result = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
-    # Not ru_maxrss: Linux carries the forking process's high-water mark across exec, so
-    # a child forked while this process was large reports this process's peak.
-    del usage
-    peak_mb = max(result.get("vmhwm_mb", 0) * 1024**2, tree_peak) / 1024**2
-    return {**result, "wall_s": round(seconds, 3), "peak_rss_mb": round(peak_mb, 1)}
 
 
 def reset(url: str) -> None:
@@ -634,15 +571,7 @@ def main() -> None:
     parser.add_argument(
         "--dlt-rows", type=int, default=None, help="Feed dlt only this many rows (rates compared)."
     )
-    args = parser.parse_args()
-
-    WORK.mkdir(parents=True, exist_ok=True)
-    with fresh_database() as database_url:
-        results = run(args, database_url)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    write_report(results)
-    print(json.dumps(results, indent=2))
+    run_and_report(WORK, RESULTS, run, parser.parse_args(), write_report)
 
 
 if __name__ == "__main__":

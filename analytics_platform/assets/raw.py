@@ -111,7 +111,11 @@ def raw_file_events(
         )
     with postgres.connect() as conn:
         parity = ingest_parity(
-            conn, RAW_FILE_EVENTS, LAYER, {r.slice: r.rows_read for r in reports}
+            conn,
+            RAW_FILE_EVENTS,
+            LAYER,
+            # A file quarantined whole is one record, beside the rows read from the others.
+            {r.slice: r.rows_read + r.files_quarantined for r in reports},
         ).to_check_result(
             INGEST_PARITY_CHECK.name,
             "raw_file_events",
@@ -121,7 +125,17 @@ def raw_file_events(
 
     reasons = sum((r.reasons for r in reports), Counter())
     for report in reports:
+        for refusal in report.refused:
+            context.log.warning(
+                f"{refusal.relative} ({report.slice}): refused unread ({refusal.reason}); "
+                "see platform.quarantine, layer landing_zone"
+            )
         for file in report.files:
+            if file.fault is not None:
+                context.log.warning(
+                    f"{file.source} ({report.slice}): quarantined whole ({file.fault}), none "
+                    f"of its {file.lines_seen} line(s) read loaded; the other files loaded"
+                )
             if file.rows_quarantined:
                 context.log.warning(
                     f"{file.source} ({report.slice}): {file.rows_quarantined} of {file.rows_read} "
@@ -137,6 +151,8 @@ def raw_file_events(
             "rows_quarantined": sum(r.rows_quarantined for r in reports),
             "quarantine_reasons": MetadataValue.json(dict(sorted(reasons.items()))),
             "files": sum(len(r.files) for r in reports),
+            "files_quarantined_whole": sum(r.files_quarantined for r in reports),
+            "paths_refused": sum(len(r.refused) for r in reports),
             "tenant_days": len(reports),
             "new_fields": MetadataValue.json(new_fields),
         },

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from analytics_platform.ingest.bounded import LongLine
 from analytics_platform.ingest.contract import (
     CONTRACT_COLUMNS,
     MAX_TEXT_CHARS,
@@ -110,6 +111,30 @@ class Converter:
         done.fields |= plain.fields
         return done
 
+    def long_line(self, line: LongLine) -> Converted:
+        """A line too long to hold: quarantined with its first bytes, length and SHA-256."""
+        text, violation = line.violation(self.job.max_line_bytes)
+        done = Converted(rows_read=1)
+        done.reasons[violation.reason.value] += 1
+        done.quarantined.append(self._quarantine_row(line.number, text, violation))
+        return done
+
+    def _quarantine_row(
+        self, number: int, text: str, violation: ContractViolation
+    ) -> tuple[object, ...]:
+        job = self.job
+        return (
+            job.tenant,
+            job.day,
+            LAYER,
+            job.source,
+            number,
+            violation.reason.value,
+            violation.detail,
+            quarantine_text(text),
+            job.run_id,
+        )
+
     def convert(self, lines: Iterable[tuple[int, bytes]]) -> Converted:
         """`lines`: (physical line number, bytes without the line ending, BOM removed)."""
         job, encoder, csv_lines = self.job, self.encoder, self.csv_lines
@@ -183,19 +208,7 @@ class Converter:
                     out.append(copy_line((*values, job.day, job.source, number, job.run_id)))
                     continue
             done.reasons[violation.reason.value] += 1
-            done.quarantined.append(
-                (
-                    job.tenant,
-                    job.day,
-                    LAYER,
-                    job.source,
-                    number,
-                    violation.reason.value,
-                    violation.detail,
-                    quarantine_text(line.text),
-                    job.run_id,
-                )
-            )
+            done.quarantined.append(self._quarantine_row(number, line.text, violation))
         done.rows_read += loaded_fast
         done.rows_loaded += loaded_fast
         done.fields |= encoder.fields

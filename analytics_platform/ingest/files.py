@@ -2,32 +2,43 @@
 
 Layout: `<LANDING_DIR>/<tenant>/<YYYY-MM-DD>/<name>.{jsonl,ndjson,csv}[.gz]`.
 Files still being written should be named `*.tmp` (or start with '.') and
-renamed when complete; such files are ignored.
+renamed when complete; such files are ignored. Which entries may be opened at
+all (no symlinks, no FIFOs) is landing_tree.py's business.
 """
 
 from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import io
 import json
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from analytics_platform.ingest.bounded import oversized_violation
 from analytics_platform.ingest.contract import ContractViolation, Reason
 
 JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
 CSV_SUFFIXES = (".csv",)
 
 
-def is_landing_file(path: Path) -> bool:
-    name = path.name.lower().removesuffix(".gz")
-    return (
-        path.is_file()
-        and not path.name.startswith(".")
-        and name.endswith(JSON_SUFFIXES + CSV_SUFFIXES)
+def is_landing_name(name: str) -> bool:
+    """Whether a file of this name is loaded (not a dotfile, a known extension)."""
+    return not name.startswith(".") and name.lower().removesuffix(".gz").endswith(
+        JSON_SUFFIXES + CSV_SUFFIXES
     )
+
+
+def is_landing_file(path: Path) -> bool:
+    """A regular file (a symlink never is) with a landing name."""
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return False
+    return stat.S_ISREG(mode) and is_landing_name(path.name)
 
 
 @dataclass(frozen=True)
@@ -45,7 +56,12 @@ def open_binary(path: Path) -> io.BufferedIOBase:
 
 
 def raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """(line number, bytes without the line ending), a UTF-8 BOM on line 1 removed."""
+    """(line number, bytes without the line ending), a UTF-8 BOM on line 1 removed.
+
+    The reference reader, for tests and trusted files: it holds whole lines and
+    follows links. Landing files are read through `LandingZoneResource.open_file`
+    and bounded.py instead.
+    """
     with open_binary(path) as stream:
         for number, raw in enumerate(stream, start=1):
             if raw.startswith(b"\xef\xbb\xbf") and number == 1:
@@ -56,10 +72,8 @@ def raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
 def decode_line(payload: bytes, max_line_bytes: int) -> tuple[str, ContractViolation | None]:
     """A line's text, and why it cannot be read if it cannot (too long, not UTF-8)."""
     if len(payload) > max_line_bytes:
-        text = payload.decode("utf-8", errors="backslashreplace")
-        return text, ContractViolation(
-            Reason.OVERSIZED_LINE, f"line is {len(payload)} bytes, limit {max_line_bytes}"
-        )
+        digest = hashlib.sha256(payload).hexdigest()
+        return oversized_violation(payload, len(payload), digest, max_line_bytes)
     try:
         return payload.decode("utf-8"), None
     except UnicodeDecodeError as err:

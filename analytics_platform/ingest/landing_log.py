@@ -23,7 +23,7 @@ def file_versions(
     """(relative source, size, mtime_ns) of each file, taken before it is read."""
     versions = []
     for path in paths:
-        stat = path.stat()
+        stat = path.lstat()  # listed as a regular file: never a link to follow
         versions.append((landing.relative(path), stat.st_size, stat.st_mtime_ns))
     return versions
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import gzip
 import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from analytics_platform.ingest.bounded import CORRUPT_STREAM_ERRORS, FileFaultError, read_line
 from analytics_platform.ingest.contract import ContractViolation, to_canonical
 from analytics_platform.ingest.load import LAYER, RAW_COLUMNS, RAW_FILE_EVENTS
 from analytics_platform.resources.landing import LandingZoneResource
@@ -34,14 +34,16 @@ class ReprocessReport:
 
 
 def _csv_header(landing: LandingZoneResource, source: str) -> list[str] | None:
-    """The header of a CSV landing file, if the file is still there."""
-    path = Path(landing.root) / source
-    if not path.is_file():
+    """The header of a CSV landing file, if the file is still there (and inside the zone)."""
+    try:
+        with landing.open_file(Path(landing.root) / source) as stream:
+            first = read_line(stream, 1, landing.max_line_bytes)
+    except (OSError, FileFaultError, *CORRUPT_STREAM_ERRORS):  # gone, refused or broken
         return None
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8-sig", newline="") as stream:
-        first = stream.readline()
-    return [name.strip() for name in next(csv.reader([first]))] if first else None
+    if not isinstance(first, bytes):
+        return None
+    text = first.decode("utf-8-sig", errors="replace").rstrip("\r\n")
+    return [name.strip() for name in next(csv.reader([text]))] if text else None
 
 
 def _record(text: str, source: str, header: list[str] | None) -> object:
@@ -74,6 +76,8 @@ def replay_quarantine(
             "SELECT quarantine_id, partition_date, source, source_line, raw_text "
             "FROM platform.quarantine WHERE tenant_id = %s AND layer = %s "
             "AND reprocessed_at IS NULL AND partition_date IS NOT NULL "
+            # Not whole lines: files quarantined whole, and lines kept as a prefix only.
+            "AND source_line > 0 AND reason <> 'oversized_line' "
             "AND partition_date BETWEEN coalesce(%s, '-infinity'::date) "
             "AND coalesce(%s, 'infinity'::date) "
             "ORDER BY partition_date, source, source_line FOR UPDATE SKIP LOCKED",

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from analytics_platform.ingest.files import is_landing_file
+from analytics_platform.ingest.bounded import open_expanded
+from analytics_platform.ingest.landing_tree import LandingScan, open_in_zone, scan_day_folder
 from analytics_platform.partitions import TenantDay
 
 
@@ -32,7 +36,28 @@ class LandingZoneResource(ConfigurableResource):
         ),
     )
     max_line_bytes: int = Field(
-        default=1_048_576, gt=0, description="Longer lines are quarantined as oversized."
+        default=1_048_576,
+        gt=0,
+        description=(
+            "Longer lines are quarantined as oversized (their first 4 KiB, length and "
+            "SHA-256); no more of a line than this is ever held in memory."
+        ),
+    )
+    max_expanded_bytes: int = Field(
+        default=8 << 30,
+        gt=0,
+        description=(
+            "A gzipped file that expands past this many bytes is quarantined whole "
+            "(reason decompression_limit)."
+        ),
+    )
+    max_compression_ratio: float = Field(
+        default=100.0,
+        gt=1,
+        description=(
+            "A gzipped file that expands past this many times its compressed size (once "
+            "past 64 MiB) is quarantined whole (reason decompression_limit): a gzip bomb."
+        ),
     )
     parse_processes: int = Field(
         default=0,
@@ -48,12 +73,29 @@ class LandingZoneResource(ConfigurableResource):
     def day_dir(self, slice_: TenantDay) -> Path:
         return Path(self.root) / slice_.tenant / slice_.date.isoformat()
 
+    def scan(self, slice_: TenantDay) -> LandingScan:
+        """The complete files of a tenant-day in name order (none if the folder is missing),
+        and the symlinks and special files refused there, never followed."""
+        return scan_day_folder(Path(self.root), slice_.tenant, slice_.date)
+
     def files_for(self, slice_: TenantDay) -> list[Path]:
-        """The complete files of a tenant-day, in name order (none if the folder is missing)."""
-        folder = self.day_dir(slice_)
-        if not folder.is_dir():
-            return []
-        return sorted(p for p in folder.iterdir() if is_landing_file(p))
+        return [entry.path for entry in self.scan(slice_).files]
+
+    @contextmanager
+    def open_file(self, path: Path) -> Iterator[BinaryIO]:
+        """A landing file's bytes (gunzipped under the caps), opened inside the zone only:
+        see landing_tree.open_in_zone and bounded.open_expanded."""
+        relative = self.relative(path)
+        with (
+            open_in_zone(Path(self.root), relative) as raw,
+            open_expanded(
+                raw,
+                relative.lower().endswith(".gz"),
+                max_expanded_bytes=self.max_expanded_bytes,
+                max_compression_ratio=self.max_compression_ratio,
+            ) as stream,
+        ):
+            yield stream
 
     def window(self, day: dt.date) -> tuple[dt.datetime, dt.datetime]:
         """The accepted `occurred_at` range for a day's folder: [start, end)."""

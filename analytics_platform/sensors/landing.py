@@ -9,12 +9,13 @@ rename). A run's `run_key` is a digest of the tenant-day's files' contents, so
 an unchanged file (even touched) never runs twice and a replaced one runs again.
 
 Folders the platform cannot run (a tenant that is unknown, suspended or not a
-valid id; a day folder that is not a date) start no run: each file there is
-reported once, as a skip reason and a `platform.quarantine` record, and
-remembered, so it runs as soon as its tenant becomes active.
+valid id; a day folder that is not exactly `YYYY-MM-DD`) start no run: each file
+there is reported once, as a skip reason and a `platform.quarantine` record, and
+remembered, so it runs as soon as its tenant becomes active. Symlinks and
+special files (at tenant, day or file level) are never followed nor read, and
+start no run; each is reported once too (layer `landing_zone`, refusals.py).
 """
 
-import datetime as dt
 import hashlib
 import json
 import time
@@ -30,8 +31,19 @@ from dagster import (
     sensor,
 )
 
-from analytics_platform.ingest.files import is_landing_file
 from analytics_platform.ingest.landing_log import already_loaded
+from analytics_platform.ingest.landing_tree import (
+    REFUSAL_DETAIL,
+    LandingEntry,
+    LandingScan,
+    Refusal,
+    RefusedPathError,
+    open_in_zone,
+    parse_day_folder,
+    scan_day_folder,
+    scan_landing,
+)
+from analytics_platform.ingest.refusals import record_refusals
 from analytics_platform.jobs import tenant_day_pipeline
 from analytics_platform.partitions import TenantDay, tenants_partitions
 from analytics_platform.resources.landing import LandingZoneResource
@@ -52,6 +64,8 @@ class LandingCursor:
     unsettled: dict[str, list[int]] = field(default_factory=dict)
     # relative path -> reason, for files whose folder cannot run yet
     blocked: dict[str, str] = field(default_factory=dict)
+    # relative path -> reason, for symlinks and special files (already reported)
+    refused: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls, raw: str | None) -> "LandingCursor":
@@ -73,52 +87,34 @@ class LandingCursor:
         self.unsettled.pop(relative, None)
 
 
-@dataclass(frozen=True)
-class LandedFile:
-    path: Path
-    relative: str
-    size: int
-    mtime_ns: int
-
-    @property
-    def tenant_folder(self) -> str:
-        return self.relative.split("/", 1)[0]
-
-    @property
-    def day_folder(self) -> str:
-        return self.relative.split("/")[1]
+LandedFile = LandingEntry  # a regular landing file, as lstat saw it
 
 
-def landed_files(root: Path) -> list[LandedFile]:
-    """Complete-looking files at `<root>/<tenant>/<day>/<file>`, oldest mtime first."""
-    found = []
-    for path in root.glob("*/*/*"):
-        if not is_landing_file(path):
-            continue
-        stat = path.stat()
-        relative = path.relative_to(root).as_posix()
-        found.append(LandedFile(path, relative, stat.st_size, stat.st_mtime_ns))
-    return sorted(found, key=lambda f: (f.mtime_ns, f.relative))
-
-
-def content_digest(path: Path) -> str:
+def content_digest(root: Path, relative: str) -> str:
+    """A digest of a landing file's bytes, read inside the zone only."""
     digest = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as stream:
+    with open_in_zone(root, relative) as stream:
         while chunk := stream.read(1 << 20):
             digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _day_digest(root: Path, day: TenantDay) -> str:
+    """A digest naming every file of the tenant-day by content (refused paths excluded)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for entry in scan_day_folder(root, day.tenant, day.date).files:
+        try:
+            content = content_digest(root, entry.relative)
+        except (RefusedPathError, FileNotFoundError):
+            continue  # swapped or gone since the listing: the next tick sees it
+        digest.update(f"{entry.path.name}\0{content}\0".encode())
     return digest.hexdigest()
 
 
 def _folder_problem(file: LandedFile, statuses: dict[str, str]) -> str | None:
     """Why this file's folder cannot start a run, or None when it can."""
     tenant = file.tenant_folder
-    if not is_valid_tenant_id(tenant):
-        return "bad_folder"
-    try:
-        dt.date.fromisoformat(file.day_folder)
-    except ValueError:
-        return "bad_folder"
-    if len(file.day_folder) != 10:
+    if not is_valid_tenant_id(tenant) or parse_day_folder(file.day_folder) is None:
         return "bad_folder"
     status = statuses.get(tenant)
     if status is None or status in ("pending", "deprovisioned"):
@@ -129,7 +125,10 @@ def _folder_problem(file: LandedFile, statuses: dict[str, str]) -> str | None:
 
 
 PROBLEM_DETAIL = {
-    "bad_folder": "the folder is not <tenant id>/<YYYY-MM-DD>; move the file to such a folder",
+    "bad_folder": (
+        "the folder is not <tenant id>/<YYYY-MM-DD> (exactly: no week dates, no missing "
+        "zeros, no spaces); move the file to such a folder"
+    ),
     "unknown_tenant": "no active tenant has this id; register it: analytics-platform tenants add",
     "suspended_tenant": "the tenant is suspended; the file runs when it is resumed",
 }
@@ -139,9 +138,7 @@ def _record_problems(postgres: PostgresResource, problems: list[tuple[LandedFile
     """One quarantine record per refused file (the file itself stays where it is)."""
     with postgres.transaction() as conn:
         for file, reason in problems:
-            day = None
-            if reason != "bad_folder":
-                day = dt.date.fromisoformat(file.day_folder)
+            day = None if reason == "bad_folder" else parse_day_folder(file.day_folder)
             conn.execute(
                 """
                 INSERT INTO platform.quarantine
@@ -167,6 +164,17 @@ def _record_problems(postgres: PostgresResource, problems: list[tuple[LandedFile
             )
 
 
+def _newly_refused(
+    postgres: PostgresResource, scan: LandingScan, cursor: LandingCursor
+) -> list[Refusal]:
+    """The refused paths not reported at an earlier tick, recorded now; the cursor then
+    remembers exactly the paths refused now (one that goes and comes back is new again)."""
+    new = [r for r in scan.refused if cursor.refused.get(r.relative) != r.reason]
+    record_refusals(postgres, new)
+    cursor.refused = {r.relative: r.reason for r in scan.refused}
+    return new
+
+
 def evaluate_landing(
     landing: LandingZoneResource,
     postgres: PostgresResource,
@@ -181,8 +189,10 @@ def evaluate_landing(
     ready: dict[TenantDay, list[LandedFile]] = {}
     problems: list[tuple[LandedFile, str]] = []
     waiting = 0
-    files = landed_files(root) if root.is_dir() else []
+    scan = scan_landing(root) if root.is_dir() else LandingScan([], [])
+    files = sorted(scan.files, key=lambda f: (f.mtime_ns, f.relative))
     by_relative = {f.relative: f for f in files}
+    refused = _newly_refused(postgres, scan, cursor)
 
     # Files refused earlier whose tenant has since become active.
     for relative in list(cursor.blocked):
@@ -191,7 +201,7 @@ def evaluate_landing(
             del cursor.blocked[relative]
         elif _folder_problem(file, statuses) is None:
             del cursor.blocked[relative]
-            day = TenantDay(file.tenant_folder, dt.date.fromisoformat(file.day_folder))
+            day = TenantDay(file.tenant_folder, parse_day_folder(file.day_folder))
             ready.setdefault(day, []).append(file)
 
     for file in files:
@@ -211,7 +221,7 @@ def evaluate_landing(
             break
         problem = _folder_problem(file, statuses)
         if problem is None:
-            day = TenantDay(file.tenant_folder, dt.date.fromisoformat(file.day_folder))
+            day = TenantDay(file.tenant_folder, parse_day_folder(file.day_folder))
             ready.setdefault(day, []).append(file)
         elif file.relative not in cursor.blocked:
             cursor.blocked[file.relative] = problem
@@ -231,14 +241,9 @@ def evaluate_landing(
     for day, new_files in sorted(ready.items()):
         # The key names every file of the tenant-day by content: the run rebuilds the slice
         # from all of them, and the same contents never run twice.
-        folder = root / day.tenant / day.date.isoformat()
-        everything = sorted(p for p in folder.iterdir() if is_landing_file(p))
-        digest = hashlib.blake2b(digest_size=16)
-        for path in everything:
-            digest.update(f"{path.name}\0{content_digest(path)}\0".encode())
         runs.append(
             RunRequest(
-                run_key=f"landing:{day.tenant}:{day.date}:{digest.hexdigest()}",
+                run_key=f"landing:{day.tenant}:{day.date}:{_day_digest(root, day)}",
                 partition_key=day.partition_key,
                 tags={
                     "tenant": day.tenant,
@@ -255,6 +260,7 @@ def evaluate_landing(
             run_requests=runs, dynamic_partitions_requests=partition_requests, cursor=cursor.dump()
         )
     reasons = [f"{f.relative}: {r} ({PROBLEM_DETAIL[r]})" for f, r in problems]
+    reasons += [f"{r.relative}: {r.reason} ({REFUSAL_DETAIL[r.reason]})" for r in refused]
     if waiting:
         reasons.append(f"{waiting} file(s) still changing; checking again next tick")
     return SkipReason("; ".join(reasons) or "no new landing files")

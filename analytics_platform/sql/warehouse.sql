@@ -58,6 +58,10 @@ CREATE TABLE IF NOT EXISTS platform.quarantine (
 );
 CREATE INDEX IF NOT EXISTS quarantine_slice_idx
     ON platform.quarantine (tenant_id, partition_date, layer);
+-- A landing path refused unread (a symlink, a FIFO) is reported once, whoever sees it.
+CREATE UNIQUE INDEX IF NOT EXISTS quarantine_refused_path_once
+    ON platform.quarantine (source, reason)
+    WHERE layer = 'landing_zone' AND reprocessed_at IS NULL;
 
 -- Which version of each landing file the raw layer last loaded: the landing sensor
 -- skips a file already loaded as it is now (size and mtime unchanged).

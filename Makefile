@@ -12,8 +12,12 @@ DBT_SOURCES := $(shell find dbt_project -path dbt_project/target -prune -o -type
 demo: $(MANIFEST)  ## run the whole pipeline on synthetic events (embedded stack)
 	$(BIN)/analytics-platform demo
 
+# Whole modules on TEST_WORKERS processes (most of a test's time is spent waiting on
+# dbt, Postgres and Dagster's processes); TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 2
+
 test: $(MANIFEST)  ## run the test suite
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 dev: $(MANIFEST)  ## Dagster UI + daemon on the same storage as the demo
 	$(BIN)/analytics-platform dev

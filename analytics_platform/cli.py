@@ -13,7 +13,8 @@ import warnings
 
 import click
 
-from analytics_platform.settings import load_settings, redact_url
+from analytics_platform.redaction import redact
+from analytics_platform.settings import load_settings
 
 
 @click.group()
@@ -87,7 +88,7 @@ def migrate() -> None:
 
     env = stack.platform_environment(load_settings())
     applied = PostgresResource(url=env["DATABASE_URL"]).migrate_warehouse()
-    where = redact_url(env["DATABASE_URL"])
+    where = redact(env["DATABASE_URL"])
     click.echo(f"warehouse {where}: " + ("migrated" if applied else "already current"))
 
 
@@ -200,7 +201,7 @@ def tenants_list() -> None:
 
     with _platform() as (postgres, clickhouse, instance):
         rows = tenant_overview(postgres, clickhouse, instance)
-        where = redact_url(postgres.url)
+        where = redact(postgres.url)
     header = (
         f"{'tenant':<22}{'status':<15}{'partitions':>11}  {'last data day':<15}"
         f"{'clickhouse database':<30}{'schema':>7}  name"

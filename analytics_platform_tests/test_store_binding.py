@@ -18,7 +18,7 @@ from dagster import build_sensor_context, instance_for_test
 
 from analytics_platform.partitions import tenants_partitions
 from analytics_platform.resources.landing import LandingZoneResource
-from analytics_platform.resources.postgres import PostgresResource
+from analytics_platform.resources.postgres import PostgresResource, warehouse_ddl
 from analytics_platform.sensors.landing import landing_file_sensor
 from analytics_platform.sensors.tenant_registry import tenant_registry_sensor
 from analytics_platform.tenants.lifecycle import deprovision_tenant, provision_tenant
@@ -30,7 +30,7 @@ from analytics_platform.tenants.store_binding import (
     warehouse_id,
 )
 from analytics_platform_tests.events import day_file, tracker_event, write_lines
-from analytics_platform_tests.test_cli import BIN, REPO
+from analytics_platform_tests.test_cli import BIN, cli_environment, run
 
 DAY = dt.date(2026, 11, 4)
 
@@ -74,8 +74,6 @@ def test_each_warehouse_has_its_own_id_kept_across_migrations(two_warehouses):
     first = warehouse_id(a)
     assert a.migrate_warehouse() is False  # already current
     with a.connect() as conn:  # the DDL applied again (a new version) keeps the row
-        from analytics_platform.resources.postgres import warehouse_ddl
-
         conn.execute(warehouse_ddl())
         assert conn.execute("SELECT count(*) FROM platform.warehouse_identity").fetchone()[0] == 1
     assert warehouse_id(a) == first
@@ -209,24 +207,8 @@ def test_tenants_add_on_another_warehouse_is_refused_and_changes_nothing(
     storage = fresh_database("ap_test_dagster")
 
     def cli(warehouse: PostgresResource, *args: str) -> subprocess.CompletedProcess:
-        env = {
-            **os.environ,
-            "DATABASE_URL": warehouse.url,
-            "DAGSTER_POSTGRES_URL": storage,
-            "CLICKHOUSE_URL": clickhouse_url,
-            "LANDING_DIR": str(landing_dir),
-            "PLATFORM_HOME": str(tmp_path / "platform"),
-            "DAGSTER_HOME": str(REPO),
-            "DAGSTER_ARTIFACTS_DIR": str(tmp_path / "artifacts"),
-        }
-        return subprocess.run(
-            [str(BIN / "analytics-platform"), "tenants", *args],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        env = cli_environment(tmp_path, warehouse.url, storage, clickhouse_url, landing_dir)
+        return run([str(BIN / "analytics-platform"), "tenants", *args], env, check=False)
 
     first = new_tenant("cli")
     added = cli(a, "add", first)
@@ -247,3 +229,13 @@ def test_tenants_add_on_another_warehouse_is_refused_and_changes_nothing(
         assert conn.execute("SELECT count(*) FROM platform.tenants").fetchone()[0] == 0
     with instance_for_test(overrides={"storage": {"postgres": {"postgres_url": storage}}}) as inst:
         assert _partitions(inst) == before
+
+    # Rebinding on purpose, with the printed id: B may sync now; A's partition stays.
+    wrong = cli(b, "bind-instance", "--confirm", warehouse_id(a))
+    assert wrong.returncode == 1 and "confirm with this warehouse's id" in wrong.stderr
+    rebound = cli(b, "bind-instance", "--confirm", warehouse_id(b))
+    assert rebound.returncode == 0, rebound.stderr
+    assert "kept for unregistered tenants 1" in rebound.stdout
+    assert cli(b, "add", second).returncode == 0
+    with instance_for_test(overrides={"storage": {"postgres": {"postgres_url": storage}}}) as inst:
+        assert _partitions(inst) == sorted([first, second])

@@ -110,7 +110,7 @@ def test_another_warehouse_cannot_sync_add_or_delete_the_instances_partitions(
     assert get_tenant(b, other).status == "active"
 
     # Both sensors too: the registry sensor's tick fails, the landing sensor adds nothing.
-    with pytest.raises(Exception, match="refusing to sync"):
+    with pytest.raises(StoreMismatch, match="refusing to sync"):
         tenant_registry_sensor(build_sensor_context(instance=instance, resources={"postgres": b}))
     landed = write_lines(
         day_file(landing_dir, other, DAY), [tracker_event("e1", "v1", f"{DAY}T10:00:00Z")]
@@ -118,7 +118,7 @@ def test_another_warehouse_cannot_sync_add_or_delete_the_instances_partitions(
     settled = time.time_ns() - 120_000_000_000  # unchanged for two minutes: taken at once
     os.utime(landed, ns=(settled, settled))
     landing = LandingZoneResource(root=str(landing_dir))
-    with pytest.raises(Exception, match="refusing to sync"):
+    with pytest.raises(StoreMismatch, match="refusing to sync"):
         landing_file_sensor(
             build_sensor_context(instance=instance, resources={"postgres": b, "landing": landing})
         )

@@ -13,7 +13,8 @@ import warnings
 
 import click
 
-from analytics_platform.settings import load_settings, redact_url
+from analytics_platform.redaction import redact
+from analytics_platform.settings import load_settings
 
 
 @click.group()
@@ -87,7 +88,7 @@ def migrate() -> None:
 
     env = stack.platform_environment(load_settings())
     applied = PostgresResource(url=env["DATABASE_URL"]).migrate_warehouse()
-    where = redact_url(env["DATABASE_URL"])
+    where = redact(env["DATABASE_URL"])
     click.echo(f"warehouse {where}: " + ("migrated" if applied else "already current"))
 
 
@@ -134,6 +135,7 @@ def _platform():
     from analytics_platform.tenants.lifecycle import ConfirmationMismatch
     from analytics_platform.tenants.migrations import MigrationError
     from analytics_platform.tenants.registry import TenantNotFound, TenantStateError
+    from analytics_platform.tenants.store_binding import StoreMismatch
 
     env = stack.activate()
     try:
@@ -143,7 +145,13 @@ def _platform():
                 ClickHouseResource(url=env["CLICKHOUSE_URL"]),
                 instance,
             )
-    except (TenantNotFound, TenantStateError, ConfirmationMismatch, MigrationError) as err:
+    except (
+        TenantNotFound,
+        TenantStateError,
+        ConfirmationMismatch,
+        MigrationError,
+        StoreMismatch,
+    ) as err:
         raise click.ClickException(str(err)) from err
 
 
@@ -167,6 +175,7 @@ def tenants_add(
     """Register TENANT_ID, provision its ClickHouse database and add its partitions."""
     from analytics_platform.tenants.lifecycle import provision_tenant
     from analytics_platform.tenants.registry import register_tenant
+    from analytics_platform.tenants.store_binding import check_store_binding
 
     _tenant_argument(tenant_id)
     if api_token_env is not None and not re.fullmatch(r"[A-Z_][A-Z0-9_]{0,127}", api_token_env):
@@ -177,6 +186,7 @@ def tenants_add(
     if api_base_url is not None and not re.match(r"https?://", api_base_url):
         raise click.BadParameter("use an http:// or https:// URL", param_hint="--api-base-url")
     with _platform() as (postgres, clickhouse, instance):
+        check_store_binding(postgres, instance)  # before the registry changes, not after
         register_tenant(
             postgres,
             tenant_id,
@@ -200,7 +210,7 @@ def tenants_list() -> None:
 
     with _platform() as (postgres, clickhouse, instance):
         rows = tenant_overview(postgres, clickhouse, instance)
-        where = redact_url(postgres.url)
+        where = redact(postgres.url)
     header = (
         f"{'tenant':<22}{'status':<15}{'partitions':>11}  {'last data day':<15}"
         f"{'clickhouse database':<30}{'schema':>7}  name"
@@ -260,6 +270,23 @@ def tenants_deprovision(tenant_id: str, confirm: str) -> None:
     click.echo(
         f"tenant {tenant_id} is deprovisioned: dropped {report.database}; "
         f"rows deleted: {deleted or 'none'}"
+    )
+
+
+@tenants.command("bind-instance")
+@click.option("--confirm", required=True, help="This warehouse's id, as the refusal printed it.")
+def tenants_bind_instance(confirm: str) -> None:
+    """Let the Dagster instance mirror this warehouse's tenants (after replacing the warehouse)."""
+    from analytics_platform.tenants.registry import sync_tenant_partitions
+    from analytics_platform.tenants.store_binding import bind_instance
+
+    with _platform() as (postgres, _clickhouse, instance):
+        binding = bind_instance(postgres, instance, confirm=confirm)
+        sync = sync_tenant_partitions(postgres, instance)
+    click.echo(
+        f"the Dagster instance now mirrors warehouse {binding.warehouse_id} "
+        f"({binding.warehouse}): partitions added {len(sync.add)}, removed {len(sync.remove)}, "
+        f"kept for unregistered tenants {len(sync.unregistered)}"
     )
 
 

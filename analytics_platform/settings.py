@@ -121,14 +121,3 @@ def load_settings(environ: os._Environ[str] | dict[str, str] | None = None) -> P
         project_dir=(cwd / env.get("DAGSTER_HOME", ".")).resolve(),
         alert_webhook_url=env.get("ALERT_WEBHOOK_URL", ""),
     )
-
-
-def redact_url(url: str) -> str:
-    """A connection URL safe to print: the password replaced by '***'."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if not parts.password:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))

@@ -91,6 +91,20 @@ def dagster_storage_url(postgres_server_url: str) -> Iterator[str]:
     _drop_database(postgres_server_url, url)
 
 
+@pytest.fixture
+def fresh_database(postgres_server_url: str) -> Iterator[callable]:
+    """Makes fresh databases on the test server (each dropped after the test)."""
+    made: list[str] = []
+
+    def make(prefix: str = "ap_test_fresh") -> str:
+        made.append(_create_database(postgres_server_url, prefix))
+        return made[-1]
+
+    yield make
+    for url in made:
+        _drop_database(postgres_server_url, url)
+
+
 @pytest.fixture(scope="session")
 def clickhouse_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return f"chdb://{tmp_path_factory.mktemp('chdb') / 'clickhouse'}"

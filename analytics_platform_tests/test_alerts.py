@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from dagster import DagsterEventType, build_run_status_sensor_context, job, op
 
-from analytics_platform.resources.alerts import AlertDeliveryError, AlertWebhookResource, redact
+from analytics_platform.resources.alerts import AlertDeliveryError, AlertWebhookResource
 from analytics_platform.sensors.alerts import run_failure_alert
 
 
@@ -105,8 +105,3 @@ def test_without_a_webhook_nothing_is_posted(instance, webhook):
     context, _ = failure_context(instance, {"alerts": AlertWebhookResource(url="")})
     run_failure_alert(context)
     assert webhook.bodies == []
-
-
-def test_redaction_masks_credentials_and_keeps_the_rest():
-    text = "postgresql://u:p4ss@h/db failed; token=abc; Bearer xyz.123 at line 7"
-    assert redact(text) == "postgresql://u:***@h/db failed; token=*** Bearer *** at line 7"

@@ -26,6 +26,22 @@ BIN = Path(sys.executable).parent
 DAY = dt.date(2026, 11, 2)
 
 
+def cli_environment(
+    tmp_path: Path, warehouse_url: str, storage_url: str, clickhouse_url: str, landing_dir: Path
+) -> dict[str, str]:
+    """The environment of a CLI process on these stores."""
+    return {
+        **os.environ,
+        "DATABASE_URL": warehouse_url,
+        "DAGSTER_POSTGRES_URL": storage_url,
+        "CLICKHOUSE_URL": clickhouse_url,
+        "LANDING_DIR": str(landing_dir),
+        "PLATFORM_HOME": str(tmp_path / "platform"),
+        "DAGSTER_HOME": str(REPO),
+        "DAGSTER_ARTIFACTS_DIR": str(tmp_path / "artifacts"),
+    }
+
+
 @pytest.fixture
 def cli_env(
     tmp_path: Path,
@@ -34,16 +50,9 @@ def cli_env(
     clickhouse_url: str,
     landing_dir: Path,
 ) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": warehouse_url,
-        "DAGSTER_POSTGRES_URL": dagster_storage_url,
-        "CLICKHOUSE_URL": clickhouse_url,
-        "LANDING_DIR": str(landing_dir),
-        "PLATFORM_HOME": str(tmp_path / "platform"),
-        "DAGSTER_HOME": str(REPO),
-        "DAGSTER_ARTIFACTS_DIR": str(tmp_path / "artifacts"),
-    }
+    return cli_environment(
+        tmp_path, warehouse_url, dagster_storage_url, clickhouse_url, landing_dir
+    )
 
 
 def run(args: list[str], env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:

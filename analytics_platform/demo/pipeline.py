@@ -21,9 +21,9 @@ from analytics_platform import stack
 from analytics_platform.demo.generator import GeneratedLanding, generate_landing
 from analytics_platform.demo.launch import code_location_workspace, launch_job_run, wait_for_run
 from analytics_platform.partitions import range_tags, tenants_partitions
+from analytics_platform.redaction import redact
 from analytics_platform.resources.clickhouse import ClickHouseResource
 from analytics_platform.resources.postgres import PostgresResource
-from analytics_platform.settings import redact_url
 from analytics_platform.tenants.lifecycle import provision_tenant
 from analytics_platform.tenants.registry import register_tenant
 
@@ -264,11 +264,11 @@ def format_summary(summary: DemoSummary) -> str:
         "",
         "Where the data lives:",
         f"  landing files   {env['LANDING_DIR']}",
-        f"  warehouse       {redact_url(env['DATABASE_URL'])}",
+        f"  warehouse       {redact(env['DATABASE_URL'])}",
         "                  (schemas raw, staging, marts, platform)",
-        f"  clickhouse      {redact_url(env['CLICKHOUSE_URL'])}",
+        f"  clickhouse      {redact(env['CLICKHOUSE_URL'])}",
         "                  (one database per tenant: tenant_<id>)",
-        f"  dagster runs    {redact_url(env['DAGSTER_POSTGRES_URL'])}",
+        f"  dagster runs    {redact(env['DAGSTER_POSTGRES_URL'])}",
         "",
         "See the run under its job, re-execute it, browse the lineage: analytics-platform dev,",
         *[f"  then open http://127.0.0.1:3000/runs/{run_id}" for run_id in summary.run_ids],

@@ -33,8 +33,8 @@ from analytics_platform.explore.sql_guard import (
     sql_string,
     statement_kind,
 )
+from analytics_platform.redaction import redact
 from analytics_platform.resources.clickhouse import ClickHouseResource, quote_identifier
-from analytics_platform.settings import redact_url
 
 DEFAULT_MAX_ROWS = 10_000
 
@@ -153,7 +153,7 @@ def tenant_reader(
         client = clickhouse_connect.get_client(dsn=clickhouse.url, database=database)
     except Exception as err:  # clickhouse-connect's own errors, raised while connecting
         raise QueryFailed(
-            f"could not reach the ClickHouse server at {redact_url(clickhouse.url)} "
+            f"could not reach the ClickHouse server at {redact(clickhouse.url)} "
             f"(CLICKHOUSE_URL) as database {database}: is it up, and was the tenant added "
             f"(`analytics-platform tenants add {tenant}`)? {err}"
         ) from err

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 import requests
@@ -11,24 +10,11 @@ from pydantic import Field
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from analytics_platform.settings import redact_url
-
-_CREDENTIALS = [
-    (re.compile(r"(\w+://[^/\s:@]+:)[^@\s]+@"), r"\1***@"),  # user:password@ in URLs
-    (re.compile(r"(?i)(bearer\s+)[\w.~+/-]+=*"), r"\1***"),
-    (re.compile(r"(?i)((?:password|passwd|token|secret)\s*[=:]\s*)\S+"), r"\1***"),
-]
+from analytics_platform.redaction import redact
 
 
 class AlertDeliveryError(RuntimeError):
     pass
-
-
-def redact(text: str) -> str:
-    """Text safe to send out: passwords in URLs, bearer tokens and `password=` values masked."""
-    for pattern, replacement in _CREDENTIALS:
-        text = pattern.sub(replacement, text)
-    return text
 
 
 class AlertWebhookResource(ConfigurableResource):
@@ -60,11 +46,11 @@ class AlertWebhookResource(ConfigurableResource):
                 response = session.post(self.url, json=dict(payload), timeout=self.timeout_seconds)
             except requests.RequestException as err:
                 raise AlertDeliveryError(
-                    f"alert to {redact_url(self.url)} failed after {self.retries} retries: "
+                    f"alert to {redact(self.url)} failed after {self.retries} retries: "
                     f"{redact(str(err))}"
                 ) from err
         if response.status_code >= 400:
             raise AlertDeliveryError(
-                f"alert to {redact_url(self.url)} answered HTTP {response.status_code} "
+                f"alert to {redact(self.url)} answered HTTP {response.status_code} "
                 f"after {self.retries} retries"
             )

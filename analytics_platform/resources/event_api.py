@@ -31,8 +31,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from analytics_platform.ingest.contract import ContractViolation, Reason
-from analytics_platform.resources.alerts import redact
-from analytics_platform.settings import redact_url
+from analytics_platform.redaction import redact
 from analytics_platform.tenants.registry import Tenant
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -185,7 +184,7 @@ class EventApiClient:
             params = {"start": _iso(start), "end": _iso(end), "limit": str(self.api.page_size)}
             if cursor is not None:
                 params["cursor"] = cursor
-            source = redact_url(requests.Request("GET", self.endpoint, params=params).prepare().url)
+            source = redact(requests.Request("GET", self.endpoint, params=params).prepare().url)
             page = parse_page(number, source, cursor, self._get(source, params))
             yield page
             if page.violation is not None or not page.has_more:

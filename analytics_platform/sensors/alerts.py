@@ -7,7 +7,8 @@ from analytics_platform.partitions import (
     ASSET_PARTITION_RANGE_START_TAG,
     PARTITION_NAME_TAG,
 )
-from analytics_platform.resources.alerts import AlertWebhookResource, redact
+from analytics_platform.redaction import redact
+from analytics_platform.resources.alerts import AlertWebhookResource
 
 MAX_ERROR_CHARS = 4000
 

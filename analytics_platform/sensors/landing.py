@@ -50,6 +50,7 @@ from analytics_platform.resources.landing import LandingZoneResource
 from analytics_platform.resources.postgres import PostgresResource
 from analytics_platform.tenants.ids import is_valid_tenant_id
 from analytics_platform.tenants.registry import list_tenants
+from analytics_platform.tenants.store_binding import check_store_binding
 
 LAYER = "landing_file_sensor"
 # Digesting is the sensor's cost; stop a tick after this long and go on at the next one.
@@ -291,4 +292,6 @@ def landing_file_sensor(
     if isinstance(result, SkipReason):
         # Remember what was reported (blocked files) and observed, even on a skip.
         context.update_cursor(cursor.dump())
+    elif result.dynamic_partitions_requests:
+        check_store_binding(postgres, context.instance)  # never add to another's instance
     return result

@@ -2,8 +2,10 @@
 
 The CLI updates the `tenants` partitions itself; a tenant inserted or changed
 by SQL (or another service) is picked up here: partitions are added for
-active/suspended tenants and removed for the rest, and each pending tenant gets
-one provisioning run.
+active/suspended tenants and removed for deprovisioned ones (a partition whose
+tenant the registry does not know is kept), and each pending tenant gets one
+provisioning run. A tick whose warehouse is not the one the instance mirrors
+fails with StoreMismatch and changes nothing.
 """
 
 from dagster import (
@@ -44,5 +46,11 @@ def tenant_registry_sensor(context: SensorEvaluationContext, postgres: PostgresR
         for t in list_tenants(postgres, ["pending"])
     ]
     if not requests and not runs:
-        return SkipReason("the tenants partitions match the registry; no tenant is pending")
+        kept = (
+            f"; kept {len(sync.unregistered)} partitions of unregistered tenants "
+            f"({', '.join(sync.unregistered[:5])})"
+            if sync.unregistered
+            else ""
+        )
+        return SkipReason(f"the tenants partitions match the registry; no tenant is pending{kept}")
     return SensorResult(run_requests=runs, dynamic_partitions_requests=requests)

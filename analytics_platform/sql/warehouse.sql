@@ -6,6 +6,16 @@ CREATE SCHEMA IF NOT EXISTS raw;
 CREATE SCHEMA IF NOT EXISTS staging;
 CREATE SCHEMA IF NOT EXISTS marts;
 
+-- This warehouse's id, generated once. The Dagster instance records the id of the
+-- warehouse its `tenants` partitions mirror and refuses syncs from any other
+-- (tenants/store_binding.py). A restored copy keeps the id: it holds the same tenants.
+CREATE TABLE IF NOT EXISTS platform.warehouse_identity (
+    singleton    boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    warehouse_id uuid NOT NULL DEFAULT gen_random_uuid(),
+    created_at   timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO platform.warehouse_identity DEFAULT VALUES ON CONFLICT DO NOTHING;
+
 CREATE TABLE IF NOT EXISTS platform.tenants (
     tenant_id      text PRIMARY KEY CHECK (tenant_id ~ '^[a-z][a-z0-9_]{1,39}$'),
     display_name   text NOT NULL,

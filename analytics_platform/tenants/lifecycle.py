@@ -18,11 +18,11 @@ from analytics_platform.tenants.migrations import MigrationReport, migrate_tenan
 from analytics_platform.tenants.registry import (
     Tenant,
     TenantStateError,
-    apply_partition_sync,
     get_tenant,
-    partition_sync,
+    sync_tenant_partitions,
     transition,
 )
+from analytics_platform.tenants.store_binding import check_store_binding
 
 # Every table in these schemas with a tenant_id column is cleared on deprovisioning, so a
 # new model or platform table cannot be forgotten; only the registry and audit stay.
@@ -50,7 +50,7 @@ def _migrate_and_activate(
             actor=actor,
             detail={"database": report.database, "migrations_applied": report.applied},
         )
-    apply_partition_sync(instance, partition_sync(postgres, instance))
+    sync_tenant_partitions(postgres, instance)
     return report
 
 
@@ -64,8 +64,10 @@ def provision_tenant(
 ) -> MigrationReport:
     """Create the tenant's ClickHouse database and migrate it; then, and only then, activate.
 
-    Safe to repeat: an active tenant just gets any pending migrations.
+    Safe to repeat: an active tenant just gets any pending migrations. Like every
+    change here, refused before it starts when the instance mirrors another warehouse.
     """
+    check_store_binding(postgres, instance)
     tenant = get_tenant(postgres, tenant_id)
     if tenant.status not in ("pending", "active"):
         raise TenantStateError(
@@ -81,9 +83,10 @@ def suspend_tenant(
     postgres: PostgresResource, instance: DagsterInstance, tenant_id: str, *, actor: str
 ) -> Tenant:
     """Stop automation for the tenant; its data and partitions stay."""
+    check_store_binding(postgres, instance)
     with postgres.transaction() as conn:
         tenant = transition(conn, tenant_id, "suspended", allowed_from=("active",), actor=actor)
-    apply_partition_sync(instance, partition_sync(postgres, instance))
+    sync_tenant_partitions(postgres, instance)
     return tenant
 
 
@@ -96,6 +99,7 @@ def resume_tenant(
     actor: str,
 ) -> MigrationReport:
     """Re-activate a suspended tenant, catching up on migrations it missed while suspended."""
+    check_store_binding(postgres, instance)
     tenant = get_tenant(postgres, tenant_id)
     if tenant.status != "suspended":
         raise TenantStateError(f"tenant {tenant_id!r} is {tenant.status}, not suspended")
@@ -133,6 +137,7 @@ def deprovision_tenant(
             f"deprovisioning deletes all data of tenant {tenant_id!r}; confirm by repeating "
             f"the tenant id exactly (got {confirm!r})"
         )
+    check_store_binding(postgres, instance)
     tenant = get_tenant(postgres, tenant_id)
     if tenant.status == "deprovisioned":
         raise TenantStateError(f"tenant {tenant_id!r} is already deprovisioned")
@@ -166,7 +171,7 @@ def deprovision_tenant(
         # Dropped inside the transaction's lifetime: if the drop fails, the rows stay too.
         with clickhouse.session() as session:
             session.command(f"DROP DATABASE IF EXISTS {quote_identifier(database)}")
-    apply_partition_sync(instance, partition_sync(postgres, instance))
+    sync_tenant_partitions(postgres, instance)
     return DeprovisionReport(tenant_id, database, deleted)
 
 

@@ -4,7 +4,9 @@ Lifecycle: `pending` (registered, ClickHouse not provisioned yet) -> `active`
 <-> `suspended` -> `deprovisioned`. Every change writes a `platform.tenant_audit`
 row that outlives the tenant. The `tenants` dynamic partitions mirror the
 tenants whose data exists: `active` and `suspended` ones (a suspended tenant's
-partitions and history stay visible; only automation skips it).
+partitions and history stay visible; only automation skips it). Only a
+deprovisioned tenant loses its partition, and only when the instance mirrors
+this warehouse (`store_binding`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 from dagster import DagsterInstance
@@ -20,6 +22,7 @@ from dagster import DagsterInstance
 from analytics_platform.partitions import tenants_partitions
 from analytics_platform.resources.postgres import PostgresResource
 from analytics_platform.tenants.ids import validate_tenant_id
+from analytics_platform.tenants.store_binding import check_store_binding
 
 STATUSES = ("pending", "active", "suspended", "deprovisioned")
 PARTITIONED_STATUSES = frozenset({"active", "suspended"})
@@ -193,20 +196,36 @@ class PartitionSync:
 
     add: list[str]
     remove: list[str]
+    # Partitions of tenants this registry does not know: kept (never deleted), reported.
+    unregistered: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.add or self.remove)
 
 
 def partition_sync(postgres: PostgresResource, instance: DagsterInstance) -> PartitionSync:
-    """Partitions to add (active/suspended tenants lacking one) and to remove (all others)."""
-    wanted = {t.tenant_id for t in list_tenants(postgres, PARTITIONED_STATUSES)}
+    """Partitions to add (active/suspended tenants lacking one) and to remove (deprovisioned).
+
+    Raises StoreMismatch when the instance mirrors another warehouse. A partition is only
+    ever removed because the registry says its tenant was deprovisioned: a tenant missing
+    from the registry, or pending, keeps its partition.
+    """
+    check_store_binding(postgres, instance)
+    statuses = {t.tenant_id: t.status for t in list_tenants(postgres)}
     present = set(instance.get_dynamic_partitions(tenants_partitions.name))
-    return PartitionSync(add=sorted(wanted - present), remove=sorted(present - wanted))
+    wanted = {tenant for tenant, status in statuses.items() if status in PARTITIONED_STATUSES}
+    return PartitionSync(
+        add=sorted(wanted - present),
+        remove=sorted(t for t in present if statuses.get(t) == "deprovisioned"),
+        unregistered=sorted(present - statuses.keys()),
+    )
 
 
-def apply_partition_sync(instance: DagsterInstance, sync: PartitionSync) -> None:
+def sync_tenant_partitions(postgres: PostgresResource, instance: DagsterInstance) -> PartitionSync:
+    """Bring the `tenants` partitions in line with the registry (see partition_sync)."""
+    sync = partition_sync(postgres, instance)
     if sync.add:
         instance.add_dynamic_partitions(tenants_partitions.name, sync.add)
     for tenant_id in sync.remove:
         instance.delete_dynamic_partition(tenants_partitions.name, tenant_id)
+    return sync

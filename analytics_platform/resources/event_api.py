@@ -259,9 +259,10 @@ class EventApiClient:
                 )
             cursor = page.next_cursor
         raise EventApiError(
-            f"{self._where(day, cursor)}: the export still has more after max_pages "
-            f"({self.api.max_pages}) pages; stopped and loaded nothing for the day. Raise "
-            "max_pages or page_size on the event_api resource if the day really is that large"
+            f"{self._where(day, page.cursor)}: the export still has more after max_pages "
+            f"({self.api.max_pages}) pages (next_cursor {cursor!r}); stopped and loaded nothing "
+            "for the day. Raise max_pages or page_size on the event_api resource if the day "
+            "really is that large"
         )
 
 

@@ -8,7 +8,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -47,8 +47,16 @@ class Reply:
 
     status: int | None = None
     headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b"{}"
+    body: bytes | Drip = b"{}"
     delay: float = 0.0
+
+
+@dataclass
+class Drip:
+    """A body sent one byte every `interval` seconds (a stalling server)."""
+
+    body: bytes
+    interval: float = 1.0
 
 
 @dataclass
@@ -73,6 +81,8 @@ class FakeEventApi:
         self.replies: deque[Reply] = deque()  # served first, one per request, whatever the cursor
         self.bodies: dict[str | None, bytes] = {}  # cursor -> body served instead of the page
         self.failing: set[str | None] = set()  # cursors answered 500 every time
+        # Answers every authorized request when set: params -> (status, headers, body).
+        self.script: Callable[[dict[str, str]], tuple[int, dict, bytes]] | None = None
         self.seen: list[Seen] = []
         self.lock = threading.Lock()
 
@@ -86,6 +96,8 @@ class FakeEventApi:
             return 401, {}, b'{"error": "unauthorized"}', 0.0
         if reply.status is not None:
             return reply.status, reply.headers, reply.body, reply.delay
+        if self.script is not None:
+            return (*self.script(params), reply.delay)
         cursor = params.get("cursor")
         if cursor in self.failing:
             return 500, {}, b'{"error": "boom"}', 0.0
@@ -110,6 +122,8 @@ def handler_for(api: FakeEventApi) -> type[BaseHTTPRequestHandler]:
                 url.path, dict(parse_qsl(url.query)), self.headers.get("Authorization")
             )
             time.sleep(delay)
+            drip = body if isinstance(body, Drip) else None
+            body = drip.body if drip else body
             try:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -117,9 +131,14 @@ def handler_for(api: FakeEventApi) -> type[BaseHTTPRequestHandler]:
                 for name, value in headers.items():
                     self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(body)
+                if drip is None:
+                    self.wfile.write(body)
+                for byte in body if drip else b"":
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(drip.interval)
             except OSError:
-                pass  # the client gave up waiting (read timeout)
+                pass  # the client gave up waiting (read timeout, deadline)
 
         def log_message(self, format: str, *args: object) -> None:
             pass

@@ -34,7 +34,6 @@ from analytics_platform.ingest.load import (
     QUARANTINE_COLUMNS,
     RAW_COLUMNS,
     LoadInvariantError,
-    replace_raw_slice,
 )
 from analytics_platform.partitions import TenantDay, tenant_day, tenant_days
 from analytics_platform.resources.event_api import ApiPage, EventApiClient, EventApiResource
@@ -78,6 +77,8 @@ class DayReport:
     reasons: Counter[str] = field(default_factory=Counter)
     fields: dict[str, set[str]] = field(default_factory=dict)  # page -> keys of its properties
     complete: bool = True
+    fine_pages: set[str] = field(default_factory=set)  # URLs of the pages read without fault
+    pages_resolved: int = 0  # earlier page quarantine records this run fetched fine
     resume_cursor: str | None = None
     last_event_at: dt.datetime | None = None
 
@@ -122,6 +123,7 @@ def _page_rows(
             report.complete = False
             quarantine(page.source, 0, page.violation, page.text)
             return
+        report.fine_pages.add(page.source)
         for line, event in enumerate(page.events, start=1):
             report.rows_read += 1
             try:
@@ -179,6 +181,45 @@ def _write_watermark(
     )
 
 
+def _resolve_pages(conn: psycopg.Connection, report: DayReport, run_id: str) -> int:
+    """Mark the day's open whole-page quarantine records whose page this run read fine."""
+    if not report.fine_pages:
+        return 0
+    return conn.execute(
+        "UPDATE platform.quarantine SET reprocessed_at = now(), "
+        "detail = detail || %s WHERE tenant_id = %s AND partition_date = %s AND layer = %s "
+        "AND source_line = 0 AND reprocessed_at IS NULL AND source = ANY(%s)",
+        (
+            f" [resolved: run {run_id} read the page fine]",
+            report.slice.tenant,
+            report.slice.date,
+            LAYER,
+            sorted(report.fine_pages),
+        ),
+    ).rowcount
+
+
+def _replace_day(
+    postgres: PostgresResource,
+    conn: psycopg.Connection,
+    report: DayReport,
+    rows: Iterable[tuple[object, ...]],
+    quarantined: list[tuple[object, ...]],
+    run_id: str,
+) -> None:
+    """Replace the day's raw rows and open quarantine records; resolved records stay as history."""
+    slice_ = report.slice
+    postgres.delete_slice(conn, RAW_API_EVENTS, slice_.tenant, [slice_.date])
+    postgres.copy_rows(conn, RAW_API_EVENTS, RAW_COLUMNS, rows)  # fills `quarantined`
+    report.pages_resolved = _resolve_pages(conn, report, run_id)
+    conn.execute(
+        "DELETE FROM platform.quarantine WHERE tenant_id = %s AND partition_date = %s "
+        "AND layer = %s AND reprocessed_at IS NULL",
+        (slice_.tenant, slice_.date, LAYER),
+    )
+    postgres.copy_rows(conn, QUARANTINE, QUARANTINE_COLUMNS, quarantined)
+
+
 def load_api_day(
     postgres: PostgresResource,
     conn: psycopg.Connection,
@@ -192,6 +233,9 @@ def load_api_day(
 
     Resumes after the day's watermark when it has a cursor and raw still holds the rows
     it counted; otherwise reads the day from its start and replaces its rows and quarantine.
+    Whole-page quarantine records of earlier runs whose page now reads fine are marked
+    resolved (`reprocessed_at`). Any EventApiError (a cycle, the page cap, a deadline)
+    raises before the caller commits, so the day stays as it was.
     """
     # The same lock replace_slice takes: concurrent loads of the day queue here.
     conn.execute(
@@ -221,9 +265,10 @@ def load_api_day(
     rows = _page_rows(pages, report, run_id, quarantined)
     if report.mode == "resume":
         postgres.copy_rows(conn, RAW_API_EVENTS, RAW_COLUMNS, rows)
+        report.pages_resolved = _resolve_pages(conn, report, run_id)
         postgres.copy_rows(conn, QUARANTINE, QUARANTINE_COLUMNS, quarantined)
     else:
-        replace_raw_slice(postgres, conn, RAW_API_EVENTS, LAYER, slice_, rows, quarantined)
+        _replace_day(postgres, conn, report, rows, quarantined, run_id)
     if report.rows_read != report.rows_loaded + report.rows_quarantined:
         raise LoadInvariantError(
             f"{LAYER} for {slice_}: read {report.rows_read} rows but loaded "
@@ -299,6 +344,11 @@ def raw_api_events(
                         f"{slice_}: {report.rows_quarantined} of {report.rows_read} API rows "
                         f"quarantined ({dict(report.reasons)}); see platform.quarantine"
                     )
+                if report.pages_resolved:
+                    context.log.info(
+                        f"{slice_}: {report.pages_resolved} page(s) quarantined by an earlier "
+                        "run read fine now; marked resolved in platform.quarantine"
+                    )
                 if not report.complete:
                     context.log.warning(
                         f"{slice_}: a malformed page stopped the export after {report.pages} "
@@ -312,6 +362,7 @@ def raw_api_events(
             "rows_read": sum(r.rows_read for r in reports),
             "rows_loaded": sum(r.rows_loaded for r in reports),
             "rows_quarantined": sum(r.rows_quarantined for r in reports),
+            "pages_resolved": sum(r.pages_resolved for r in reports),
             "quarantine_reasons": MetadataValue.json(dict(sorted(reasons.items()))),
             "tenant_days": MetadataValue.json(
                 {

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -252,32 +252,6 @@ def _parse_processes(landing: LandingZoneResource, files: list[Path]) -> int:
         return 0
     wanted = landing.parse_processes or min(os.cpu_count() or 1, 4)
     return wanted if wanted > 1 else 0
-
-
-def replace_raw_slice(
-    postgres: PostgresResource,
-    conn: psycopg.Connection,
-    table: str,
-    layer: str,
-    slice_: TenantDay,
-    rows: Iterable[tuple[object, ...]],
-    quarantined: list[tuple[object, ...]],
-) -> None:
-    """Replace a tenant-day's raw rows and its quarantine records of `layer`, in `conn`.
-
-    `rows` is consumed first: it fills `quarantined` as it goes.
-    """
-    postgres.replace_slice(table, slice_.tenant, [slice_.date], rows, RAW_COLUMNS, conn=conn)
-    postgres.replace_slice(
-        QUARANTINE,
-        slice_.tenant,
-        [slice_.date],
-        quarantined,
-        QUARANTINE_COLUMNS,
-        date_column="partition_date",
-        scope={"layer": layer},
-        conn=conn,
-    )
 
 
 def load_tenant_day(

@@ -1,5 +1,10 @@
 """The tenants' HTTP event export APIs: retries with backoff, Retry-After, a rate limit, pages.
 
+Every request loop is bounded: retries in number (`retries`), each attempt in time
+(`request_deadline_seconds`) and size (`max_page_bytes`), waits by `backoff_max_seconds`
+and `retry_after_max_seconds`, and the paging of a day by `max_pages` and a refusal
+to send a cursor twice.
+
 Endpoint contract (each tenant's `api_base_url` in `platform.tenants`):
 
     GET {api_base_url}/events?start=<ISO 8601 UTC>&end=<ISO 8601 UTC>&limit=<n>[&cursor=<c>]
@@ -15,7 +20,6 @@ later run only gets what arrived since; `null` means the export cannot resume.
 """
 
 import datetime as dt
-import itertools
 import json
 import os
 import threading
@@ -27,11 +31,16 @@ from dataclasses import dataclass
 import requests
 from dagster import ConfigurableResource
 from pydantic import Field
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
 from analytics_platform.ingest.contract import ContractViolation, Reason
 from analytics_platform.redaction import redact
+from analytics_platform.resources.bounded_http import (
+    BodyTooLarge,
+    DeadlinePassed,
+    backoff_delay,
+    bounded_get,
+    retry_after_seconds,
+)
 from analytics_platform.tenants.registry import Tenant
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -142,35 +151,82 @@ class EventApiClient:
         self._session = session
         self._limiter = tenant_limiter(tenant.tenant_id, api.requests_per_second)
 
-    def _get(self, source: str, params: dict[str, str]) -> bytes:
-        self._limiter.wait()
-        where = f"tenant {self.tenant.tenant_id!r}: GET {source}"
-        try:
-            response = self._session.get(
-                self.endpoint,
-                params=params,
-                timeout=(self.api.connect_timeout_seconds, self.api.read_timeout_seconds),
-            )
-        except requests.RequestException as err:
-            raise EventApiError(
-                f"{where} failed after up to {self.api.retries} retries: "
-                f"{type(err).__name__}: {redact(str(err))}"
-            ) from err
-        if response.status_code == 200:
-            return response.content
+    def _where(self, day: dt.date, cursor: str | None) -> str:
+        return f"tenant {self.tenant.tenant_id!r}, day {day}, cursor {cursor!r}"
+
+    def _refusal(self, status: int) -> str:
         token_env = self.tenant.api_token_env
         refused = (
-            f"the token in ${token_env} was refused"
+            f"the token in ${token_env} was refused; set a valid one and re-run (not retried)"
             if token_env
             else "the API wants a token: register the tenant with --api-token-env VAR"
         )
-        hint = {
+        return {
             401: refused,
             403: refused,
             404: "check the tenant's api_base_url (the platform calls <api_base_url>/events)",
-        }.get(response.status_code, "the API is failing; the run can be retried later")
-        retried = " after retries" if response.status_code in RETRY_STATUSES else ""
-        raise EventApiError(f"{where} answered HTTP {response.status_code}{retried}: {hint}")
+        }.get(status, "the API refused the request (not retried)")
+
+    def _get(self, day: dt.date, cursor: str | None, source: str, params: dict[str, str]) -> bytes:
+        """The body of a 200 answer, retrying connection errors, timeouts and 429/5xx."""
+        api = self.api
+        where = f"{self._where(day, cursor)}: GET {source}"
+        failure = ""
+        for attempt in range(api.retries + 1):
+            self._limiter.wait()
+            try:
+                answer = bounded_get(
+                    self._session,
+                    self.endpoint,
+                    params,
+                    connect_timeout=api.connect_timeout_seconds,
+                    read_timeout=api.read_timeout_seconds,
+                    deadline_seconds=api.request_deadline_seconds,
+                    max_bytes=api.max_page_bytes,
+                )
+            except DeadlinePassed:
+                raise EventApiError(
+                    f"{where}: the answer was not complete within request_deadline_seconds "
+                    f"({api.request_deadline_seconds:g} s); not retried. The API is too slow "
+                    "or stalling: fix it or raise the limit on the event_api resource"
+                ) from None
+            except BodyTooLarge as err:
+                raise EventApiError(
+                    f"{where}: {err} (max_page_bytes); ask for smaller pages (page_size) "
+                    "or raise the limit on the event_api resource"
+                ) from None
+            except requests.RequestException as err:
+                failure = f"{type(err).__name__}: {redact(str(err))}"
+                wait = None
+            else:
+                if answer.status == 200:
+                    return answer.body
+                if answer.status not in RETRY_STATUSES:
+                    raise EventApiError(
+                        f"{where} answered HTTP {answer.status}: {self._refusal(answer.status)}"
+                    )
+                failure = f"HTTP {answer.status}"
+                wait = retry_after_seconds(answer.headers.get("Retry-After"))
+                if wait is not None and wait > api.retry_after_max_seconds:
+                    raise EventApiError(
+                        f"{where} answered HTTP {answer.status} with Retry-After "
+                        f"{answer.headers['Retry-After']!r} ({wait:.0f} s), more than "
+                        f"retry_after_max_seconds ({api.retry_after_max_seconds} s); not "
+                        "waiting: re-run the day later"
+                    )
+            if attempt < api.retries:
+                if wait is None:
+                    wait = backoff_delay(
+                        attempt + 1,
+                        api.backoff_seconds,
+                        api.backoff_jitter_seconds,
+                        api.backoff_max_seconds,
+                    )
+                time.sleep(wait)
+        raise EventApiError(
+            f"{where} failed after {api.retries} retries: {failure}; the API is failing, "
+            "the run can be retried later"
+        )
 
     def export(
         self, start: dt.datetime, end: dt.datetime, cursor: str | None = None
@@ -178,23 +234,35 @@ class EventApiClient:
         """The pages of events in [start, end), from `cursor` (None: from the beginning).
 
         Stops after the last page, or after a malformed page (yielded with its violation).
-        Raises EventApiError when a request fails once its retries are used up.
+        Raises EventApiError when a request fails once its retries are used up, when
+        `next_cursor` repeats a cursor already sent for this export (a cycle), or when the
+        export has more than `max_pages` pages: paging always ends.
         """
-        for number in itertools.count(1):
+        day = start.astimezone(dt.timezone.utc).date()
+        sent: set[str | None] = set()
+        for number in range(1, self.api.max_pages + 1):
+            sent.add(cursor)
             params = {"start": _iso(start), "end": _iso(end), "limit": str(self.api.page_size)}
             if cursor is not None:
                 params["cursor"] = cursor
             source = redact(requests.Request("GET", self.endpoint, params=params).prepare().url)
-            page = parse_page(number, source, cursor, self._get(source, params))
+            page = parse_page(number, source, cursor, self._get(day, cursor, source, params))
             yield page
             if page.violation is not None or not page.has_more:
                 return
-            if page.next_cursor == cursor:
+            if page.next_cursor in sent:
                 raise EventApiError(
-                    f"tenant {self.tenant.tenant_id!r}: {source} returned its own cursor as "
-                    "next_cursor with has_more=true; stopping instead of looping"
+                    f"{self._where(day, cursor)}: next_cursor {page.next_cursor!r} (page "
+                    f"{number}) was already sent for this day, so paging would cycle; stopped "
+                    "and loaded nothing for the day. Fix the API's cursors, then re-run"
                 )
             cursor = page.next_cursor
+        raise EventApiError(
+            f"{self._where(day, page.cursor)}: the export still has more after max_pages "
+            f"({self.api.max_pages}) pages (next_cursor {cursor!r}); stopped and loaded nothing "
+            "for the day. Raise max_pages or page_size on the event_api resource if the day "
+            "really is that large"
+        )
 
 
 class EventApiResource(ConfigurableResource):
@@ -202,7 +270,27 @@ class EventApiResource(ConfigurableResource):
 
     connect_timeout_seconds: float = Field(default=10.0, gt=0)
     read_timeout_seconds: float = Field(
-        default=60.0, gt=0, description="A response slower than this is retried."
+        default=60.0,
+        gt=0,
+        description="Longest wait for the answer or for any bytes of it; then it is retried.",
+    )
+    request_deadline_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description=(
+            "Wall-clock limit for one answer, from the request to its last byte (not per "
+            "read: a server dripping bytes is cut off). Not retried: the day fails."
+        ),
+    )
+    max_page_bytes: int = Field(
+        default=64 << 20,
+        gt=0,
+        description="Longest page body accepted (decoded); a longer one fails the day.",
+    )
+    max_pages: int = Field(
+        default=10_000,
+        gt=0,
+        description="Most pages read for one tenant-day; an export with more fails the day.",
     )
     retries: int = Field(
         default=5,
@@ -214,7 +302,7 @@ class EventApiResource(ConfigurableResource):
         ge=0,
         description=(
             "Exponential backoff factor: consecutive retries wait 0, 2x, 4x, 8x ... this "
-            "(urllib3 Retry), unless the response carries Retry-After."
+            "(urllib3 Retry's schedule), unless the response carries Retry-After."
         ),
     )
     backoff_jitter_seconds: float = Field(
@@ -224,26 +312,15 @@ class EventApiResource(ConfigurableResource):
     retry_after_max_seconds: int = Field(
         default=600,
         ge=0,
-        description="A Retry-After (on 429 and 503) longer than this is shortened to it.",
+        description=(
+            "A Retry-After on a retried status is obeyed up to this; a longer one fails the "
+            "day at once, naming it, instead of sleeping for hours."
+        ),
     )
     requests_per_second: float = Field(
         default=5.0, gt=0, description="Most requests per second sent to one tenant's API."
     )
     page_size: int = Field(default=1000, gt=0, description="The `limit` sent with each request.")
-
-    def retry_policy(self) -> Retry:
-        return Retry(
-            total=self.retries,
-            status_forcelist=RETRY_STATUSES,
-            allowed_methods=frozenset({"GET"}),
-            backoff_factor=self.backoff_seconds,
-            backoff_jitter=self.backoff_jitter_seconds,
-            backoff_max=self.backoff_max_seconds,
-            respect_retry_after_header=True,
-            retry_after_max=self.retry_after_max_seconds,
-            # The last response is returned, so the error can name its status.
-            raise_on_status=False,
-        )
 
     def token(self, tenant: Tenant) -> str | None:
         """The tenant's token, from the environment variable the registry names (None: no auth)."""
@@ -266,9 +343,8 @@ class EventApiResource(ConfigurableResource):
             raise EventApiError(f"tenant {tenant.tenant_id!r} has no api_base_url")
         token = self.token(tenant)
         with requests.Session() as session:
-            adapter = HTTPAdapter(max_retries=self.retry_policy())
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
+            # Retries are EventApiClient._get's: each attempt has a deadline, and a huge
+            # Retry-After fails instead of sleeping.
             session.headers["Accept"] = "application/json"
             if token is not None:
                 # Session auth (not a header) also keeps ~/.netrc from replacing the token.

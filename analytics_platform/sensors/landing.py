@@ -269,9 +269,10 @@ def evaluate_landing(
 
 @sensor(
     job=tenant_day_pipeline,
-    # A renamed file is taken at its second sighting (size and mtime unchanged), so the
-    # interval is most of the landing -> run latency; a quiet tick is one listing.
-    minimum_interval_seconds=10,
+    # A renamed file is taken at its second sighting (size and mtime unchanged), so two
+    # intervals are most of the landing -> run latency (10-25 s at 10 s, measured in
+    # benchmarks/latency.py); a quiet tick is one listing and one indexed query.
+    minimum_interval_seconds=5,
     default_status=DefaultSensorStatus.RUNNING,
     description=(
         "Starts a `tenant_day_pipeline` run for each tenant-day with a new or changed file "

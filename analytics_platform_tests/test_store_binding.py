@@ -176,8 +176,10 @@ def test_binding_to_a_replacement_warehouse_needs_its_id_and_deletes_nothing(
 
 
 def test_only_tenants_the_registry_deprovisioned_lose_their_partition(
-    postgres, instance, new_tenant
+    two_warehouses, instance, new_tenant
 ):
+    # A warehouse of its own: the session's shared one holds other modules' active tenants.
+    postgres, _ = two_warehouses
     active, pending, suspended, gone, unknown = (new_tenant(s) for s in "apsgu")
     _insert(
         postgres,

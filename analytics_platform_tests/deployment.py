@@ -130,10 +130,34 @@ class Deployment:
         """Start the code server, then the webserver and daemon; wait until all are ready."""
         self._spawn(self.services["code"])
         self.wait_for_code_server(timeout)
-        self._spawn(self.services["webserver"])
+        self._start_webserver(timeout)
         self._spawn(self.services["daemon"])
-        self.wait_for(self._location_loaded, "the webserver to load the code location", timeout)
         self.wait_for(self._daemons_healthy, "every daemon to report healthy", timeout)
+
+    def _start_webserver(self, timeout: float, attempts: int = 3) -> None:
+        """Start the webserver and wait until it has loaded the code location.
+
+        Its port was free when chosen, but another process can bind it before the
+        webserver does (seen with three test workers starting servers at once): then
+        a new port is chosen and the webserver started again.
+        """
+        web = self.services["webserver"]
+        for attempt in range(1, attempts + 1):
+            logged = web.log.stat().st_size if web.log.exists() else 0
+            self._spawn(web)
+            try:
+                self.wait_for(
+                    self._location_loaded, "the webserver to load the code location", timeout
+                )
+                return
+            except DeploymentError:
+                with open(web.log, "rb") as log:
+                    log.seek(logged)
+                    lost_port = b"address already in use" in log.read()
+                if web.process.poll() is None or not lost_port or attempt == attempts:
+                    raise
+            self.web_port = free_port()
+            web.args[web.args.index("-p") + 1] = str(self.web_port)
 
     def restart_code_server(self, extra_env: Mapping[str, str], timeout: float = 240) -> None:
         """Redeploy the code location with changed settings, as an operator would."""

@@ -29,6 +29,23 @@ CREATE TABLE IF NOT EXISTS platform.tenants (
     updated_at     timestamptz NOT NULL DEFAULT now()
 );
 
+-- The sites each tenant owns: trackers name theirs in `siteId`/`site_id`, and an event
+-- naming a site its tenant does not own is quarantined (`tenant_mismatch`). A site id
+-- belongs to one tenant only. Every tenant owns its own id as its default site, which
+-- events naming no site belong to; it cannot be removed.
+CREATE TABLE IF NOT EXISTS platform.tenant_sites (
+    site_id   text PRIMARY KEY CHECK (site_id ~ '^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$'),
+    tenant_id text NOT NULL REFERENCES platform.tenants (tenant_id),
+    added_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS tenant_sites_tenant_idx ON platform.tenant_sites (tenant_id);
+-- Tenants registered before sites existed get their default site (once: a tenant that
+-- has any site is left alone).
+INSERT INTO platform.tenant_sites (site_id, tenant_id)
+SELECT t.tenant_id, t.tenant_id FROM platform.tenants t
+WHERE NOT EXISTS (SELECT 1 FROM platform.tenant_sites s WHERE s.tenant_id = t.tenant_id)
+ON CONFLICT DO NOTHING;
+
 -- Every lifecycle change of a tenant, kept after the tenant is deprovisioned.
 CREATE TABLE IF NOT EXISTS platform.tenant_audit (
     audit_id    bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -101,6 +118,7 @@ CREATE TABLE IF NOT EXISTS platform.tenant_fields (
 CREATE TABLE IF NOT EXISTS raw.file_events (
     event_id        text NOT NULL,
     tenant_id       text NOT NULL,
+    site_id         text,  -- NULL only in rows loaded before sites existed
     event_type      text NOT NULL,
     event_name      text,
     occurred_at     timestamptz NOT NULL,
@@ -127,12 +145,14 @@ CREATE TABLE IF NOT EXISTS raw.file_events (
     _run_id         text
 );
 CREATE INDEX IF NOT EXISTS file_events_slice_idx ON raw.file_events (tenant_id, _partition_date);
+ALTER TABLE raw.file_events ADD COLUMN IF NOT EXISTS site_id text;
 
 -- Events from the tenants' HTTP export APIs (raw_api_events): the same columns as
 -- raw.file_events; _source is the page URL and _source_line the event's position in it.
 -- LIKE keeps the two raw tables' columns from ever drifting apart.
 CREATE TABLE IF NOT EXISTS raw.api_events (LIKE raw.file_events INCLUDING DEFAULTS);
 CREATE INDEX IF NOT EXISTS api_events_slice_idx ON raw.api_events (tenant_id, _partition_date);
+ALTER TABLE raw.api_events ADD COLUMN IF NOT EXISTS site_id text;
 
 -- How far raw_api_events has read each tenant-day's export: the next run resumes from
 -- resume_cursor (NULL: it reloads the whole day). Written in the load's transaction.

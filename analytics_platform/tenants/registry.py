@@ -22,6 +22,7 @@ from dagster import DagsterInstance
 from analytics_platform.partitions import tenants_partitions
 from analytics_platform.resources.postgres import PostgresResource
 from analytics_platform.tenants.ids import validate_tenant_id
+from analytics_platform.tenants.sites import add_default_site
 from analytics_platform.tenants.store_binding import check_store_binding
 
 STATUSES = ("pending", "active", "suspended", "deprovisioned")
@@ -121,6 +122,7 @@ def register_tenant(
             },
         ).fetchone()
         action = "registered" if existing is None or existing[0] == "deprovisioned" else "updated"
+        add_default_site(conn, tenant_id)
         settings = {
             "display_name": display_name,
             "api_base_url": api_base_url,

@@ -40,10 +40,12 @@ CREATE TABLE IF NOT EXISTS platform.tenant_sites (
 );
 CREATE INDEX IF NOT EXISTS tenant_sites_tenant_idx ON platform.tenant_sites (tenant_id);
 -- Tenants registered before sites existed get their default site (once: a tenant that
--- has any site is left alone).
+-- has any site is left alone). Deprovisioning deletes a tenant's sites; a deprovisioned
+-- tenant gets its default back only when it is registered again, not from this.
 INSERT INTO platform.tenant_sites (site_id, tenant_id)
 SELECT t.tenant_id, t.tenant_id FROM platform.tenants t
-WHERE NOT EXISTS (SELECT 1 FROM platform.tenant_sites s WHERE s.tenant_id = t.tenant_id)
+WHERE t.status <> 'deprovisioned'
+  AND NOT EXISTS (SELECT 1 FROM platform.tenant_sites s WHERE s.tenant_id = t.tenant_id)
 ON CONFLICT DO NOTHING;
 
 -- Every lifecycle change of a tenant, kept after the tenant is deprovisioned.

@@ -12,6 +12,7 @@ from analytics_platform.partitions import parse_tenant_day
 from analytics_platform.resources.clickhouse import ClickHouseResource
 from analytics_platform.resources.postgres import PostgresResource
 from analytics_platform.tenants.registry import list_tenants
+from analytics_platform.tenants.sites import sites_by_tenant
 
 RAW_ASSET = AssetKey("raw_file_events")
 
@@ -25,12 +26,13 @@ class TenantOverview:
     last_data_day: dt.date | None
     database: str
     schema_version: int
+    sites: tuple[str, ...]  # the default site (its own id) first
 
 
 def tenant_overview(
     postgres: PostgresResource, clickhouse: ClickHouseResource, instance: DagsterInstance
 ) -> list[TenantOverview]:
-    """Every registered tenant with its materialized raw partitions, newest data day and schema."""
+    """Every registered tenant with its raw partitions, last data day, schema and sites."""
     registered = list_tenants(postgres)
     with postgres.connect() as conn:
         last_day = dict(
@@ -43,6 +45,7 @@ def tenant_overview(
                 "SELECT tenant_id, max(version) FROM platform.schema_versions GROUP BY tenant_id"
             ).fetchall()
         )
+        sites = sites_by_tenant(conn)
     materialized = Counter(
         parse_tenant_day(key).tenant for key in instance.get_materialized_partitions(RAW_ASSET)
     )
@@ -55,6 +58,7 @@ def tenant_overview(
             last_data_day=last_day.get(t.tenant_id),
             database=clickhouse.database_for(t.tenant_id),
             schema_version=version.get(t.tenant_id, 0),
+            sites=tuple(sites.get(t.tenant_id, ())),
         )
         for t in registered
     ]

@@ -12,7 +12,6 @@ this warehouse (`store_binding`).
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -21,8 +20,15 @@ from dagster import DagsterInstance
 
 from analytics_platform.partitions import tenants_partitions
 from analytics_platform.resources.postgres import PostgresResource
+from analytics_platform.tenants.audit import record_audit
+from analytics_platform.tenants.errors import TenantNotFound, TenantStateError, not_registered
 from analytics_platform.tenants.ids import validate_tenant_id
-from analytics_platform.tenants.sites import add_default_site
+from analytics_platform.tenants.sites import (
+    add_default_site,
+    claim_sites,
+    refuse_tenant_id_taken_as_site,
+    validate_site_ids,
+)
 from analytics_platform.tenants.store_binding import check_store_binding
 
 STATUSES = ("pending", "active", "suspended", "deprovisioned")
@@ -31,14 +37,6 @@ COLUMNS = (
     "tenant_id, display_name, status, api_base_url, api_token_env, retention_days, "
     "created_at, updated_at"
 )
-
-
-class TenantNotFound(LookupError):
-    pass
-
-
-class TenantStateError(RuntimeError):
-    """The tenant is not in a status that allows the requested change."""
 
 
 @dataclass(frozen=True)
@@ -62,20 +60,6 @@ class Tenant:
         return self.status == "active"
 
 
-def record_audit(
-    conn: psycopg.Connection,
-    tenant_id: str,
-    action: str,
-    actor: str,
-    detail: Mapping[str, object] | None = None,
-) -> None:
-    conn.execute(
-        "INSERT INTO platform.tenant_audit (tenant_id, action, actor, detail) "
-        "VALUES (%s, %s, %s, %s::jsonb)",
-        (tenant_id, action, actor, json.dumps(dict(detail or {}), default=str)),
-    )
-
-
 def register_tenant(
     postgres: PostgresResource,
     tenant_id: str,
@@ -84,16 +68,22 @@ def register_tenant(
     api_base_url: str | None = None,
     api_token_env: str | None = None,
     retention_days: int | None = None,
+    sites: Iterable[str] = (),
     actor: str = "unknown",
 ) -> Tenant:
     """Add a tenant as `pending`, or update the settings of one already registered.
 
     A deprovisioned id registered again starts over as `pending`. Settings left
-    as None keep their current value.
+    as None keep their current value. The tenant gets its default site (its own
+    id) and `sites`, in the same transaction; an id that is already another
+    tenant's site, or a site another tenant owns, is refused before anything
+    is written (SiteRefused).
     """
     validate_tenant_id(tenant_id)
+    wanted_sites = validate_site_ids(sites)
     postgres.ensure_warehouse()
     with postgres.transaction() as conn:
+        refuse_tenant_id_taken_as_site(conn, tenant_id, wanted_sites)
         existing = conn.execute(
             "SELECT status FROM platform.tenants WHERE tenant_id = %s FOR UPDATE", (tenant_id,)
         ).fetchone()
@@ -132,6 +122,7 @@ def register_tenant(
         record_audit(
             conn, tenant_id, action, actor, {k: v for k, v in settings.items() if v is not None}
         )
+        claim_sites(conn, tenant_id, wanted_sites, actor=actor)
     return Tenant(*row)
 
 
@@ -143,9 +134,7 @@ def get_tenant(postgres: PostgresResource, tenant_id: str) -> Tenant:
             f"SELECT {COLUMNS} FROM platform.tenants WHERE tenant_id = %s", (tenant_id,)
         ).fetchone()
     if row is None:
-        raise TenantNotFound(
-            f"tenant {tenant_id!r} is not registered: analytics-platform tenants add {tenant_id}"
-        )
+        raise not_registered(tenant_id)
     return Tenant(*row)
 
 

@@ -27,6 +27,7 @@ from analytics_platform.stack import (
     stop_embedded_postgres,
     with_database,
 )
+from analytics_platform_tests.cli_harness import cli_environment
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -170,3 +171,17 @@ def resources(
         "landing": LandingZoneResource(root=str(landing_dir)),
         "dbt": dbt_resource(),
     }
+
+
+@pytest.fixture
+def cli_env(
+    tmp_path: Path,
+    warehouse_url: str,
+    dagster_storage_url: str,
+    clickhouse_url: str,
+    landing_dir: Path,
+) -> dict[str, str]:
+    """The environment of a CLI process on the session's stores."""
+    return cli_environment(
+        tmp_path, warehouse_url, dagster_storage_url, clickhouse_url, landing_dir
+    )

@@ -8,60 +8,18 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
-import pytest
-
 from analytics_platform.settings import load_settings
 from analytics_platform.stack import platform_environment, stop_embedded_postgres
 from analytics_platform.tenants.migrations import available_migrations
+from analytics_platform_tests.cli_harness import BIN, REPO, run
 from analytics_platform_tests.events import EXPECTED, day_file, worked_example, write_lines
 from analytics_platform_tests.test_pipeline import serving_rows, warehouse_snapshot
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 DAY = dt.date(2026, 11, 2)
-
-
-def cli_environment(
-    tmp_path: Path, warehouse_url: str, storage_url: str, clickhouse_url: str, landing_dir: Path
-) -> dict[str, str]:
-    """The environment of a CLI process on these stores."""
-    return {
-        **os.environ,
-        "DATABASE_URL": warehouse_url,
-        "DAGSTER_POSTGRES_URL": storage_url,
-        "CLICKHOUSE_URL": clickhouse_url,
-        "LANDING_DIR": str(landing_dir),
-        "PLATFORM_HOME": str(tmp_path / "platform"),
-        "DAGSTER_HOME": str(REPO),
-        "DAGSTER_ARTIFACTS_DIR": str(tmp_path / "artifacts"),
-    }
-
-
-@pytest.fixture
-def cli_env(
-    tmp_path: Path,
-    warehouse_url: str,
-    dagster_storage_url: str,
-    clickhouse_url: str,
-    landing_dir: Path,
-) -> dict[str, str]:
-    return cli_environment(
-        tmp_path, warehouse_url, dagster_storage_url, clickhouse_url, landing_dir
-    )
-
-
-def run(args: list[str], env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"{args} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
-        )
-    return result
 
 
 def test_tenants_add_then_dagster_materialize_builds_every_layer(

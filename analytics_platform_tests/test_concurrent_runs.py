@@ -22,7 +22,7 @@ from analytics_platform.demo.generator import generate_landing
 from analytics_platform.partitions import TenantDay
 from analytics_platform.tenants.lifecycle import provision_tenant
 from analytics_platform.tenants.registry import register_tenant
-from analytics_platform_tests.test_cli import REPO
+from analytics_platform_tests.cli_harness import REPO
 
 DAY = dt.date(2026, 10, 20)
 RUN_WORKER = """

@@ -29,8 +29,8 @@ from analytics_platform.tenants.store_binding import (
     read_binding,
     warehouse_id,
 )
+from analytics_platform_tests.cli_harness import BIN, cli_environment, run
 from analytics_platform_tests.events import day_file, tracker_event, write_lines
-from analytics_platform_tests.test_cli import BIN, cli_environment, run
 
 DAY = dt.date(2026, 11, 4)
 

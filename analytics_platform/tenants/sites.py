@@ -127,8 +127,10 @@ def claim_sites(
             raise _foreign_site(site_id)
         if site_id != tenant_id and _is_registered(conn, site_id):
             raise _foreign_site(site_id)
+        # clock_timestamp, not the transaction's now(): sites list in the order they were given.
         conn.execute(
-            "INSERT INTO platform.tenant_sites (site_id, tenant_id) VALUES (%s, %s)",
+            "INSERT INTO platform.tenant_sites (site_id, tenant_id, added_at) "
+            "VALUES (%s, %s, clock_timestamp())",
             (site_id, tenant_id),
         )
         record_audit(conn, tenant_id, "site_added", actor, {"site_id": site_id})

@@ -15,7 +15,12 @@ from pathlib import Path
 from analytics_platform.settings import load_settings
 from analytics_platform.stack import platform_environment, stop_embedded_postgres
 from analytics_platform.tenants.migrations import available_migrations
-from analytics_platform_tests.cli_harness import BIN, REPO, run
+from analytics_platform_tests.cli_harness import (
+    BIN,
+    REPO,
+    cli_environment,  # noqa: F401  (re-exported: test modules import it from here)
+    run,
+)
 from analytics_platform_tests.events import EXPECTED, day_file, worked_example, write_lines
 from analytics_platform_tests.test_pipeline import serving_rows, warehouse_snapshot
 

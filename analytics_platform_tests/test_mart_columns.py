@@ -13,6 +13,7 @@ import json
 
 import pytest
 
+from analytics_platform.assets.dbt import model_layers
 from analytics_platform.assets.serving import SERVED_MARTS
 from analytics_platform.checks import schemas
 from analytics_platform.checks.layers import RAW_CHECKS, STAGING_CHECKS, SchemaCheck
@@ -28,15 +29,7 @@ from analytics_platform.mart_columns import (
 from analytics_platform.resources.postgres import PostgresResource
 from analytics_platform.tenants.migrations import migrate_tenant
 
-MODELS = (
-    "stg_events",
-    "fct_sessions",
-    "fct_daily_metrics",
-    "fct_channel_daily",
-    "fct_funnel_daily",
-    "fct_experiment_results",
-    "dim_visitors",
-)
+MODELS = tuple(sorted(model_layers()))  # every dbt model, staging and marts
 # Served alongside every mart's own columns: when the row reached ClickHouse.
 SERVING_ONLY = {"_loaded_at": "DateTime64(3, 'UTC')"}
 

@@ -30,7 +30,8 @@ from analytics_platform_tests.events import day_file, tracker_event, write_lines
 from analytics_platform_tests.test_pipeline import ALL_ASSETS, run_pipeline
 
 DAY = dt.date(2026, 10, 14)
-STAGING_SCHEMA = AssetCheckKey.from_user_string("stg_events:stg_events_schema")
+# The refund rule of staging, a dbt test (stg_events.yml).
+STAGING_REVENUE = AssetCheckKey.from_user_string("stg_events:within_range_stg_events_revenue__0")
 
 
 def land_day(landing_dir, tenant: str, day: dt.date, visitors: int = 3) -> None:
@@ -133,7 +134,7 @@ def test_a_bad_day_fails_alone_and_its_neighbours_build(
         instance, partition_key=TenantDay(tenant, days[1]).partition_key, raise_on_error=False
     )
     assert not bad.success
-    assert not check_passed(bad, STAGING_SCHEMA)
+    assert not check_passed(bad, STAGING_REVENUE)
     for day in (days[0], days[2]):  # each rebuilds the bad day as its neighbour
         result = run_pipeline(instance, partition_key=TenantDay(tenant, day).partition_key)
         assert result.success, f"{day} was blocked by its bad neighbour {days[1]}"
@@ -176,7 +177,7 @@ def test_a_failed_run_over_several_tenants_is_split_until_the_bad_one_fails_alon
         TenantDay(tenants[1], DAY).partition_key
     )
     # The same assets and checks as the failed run, never more.
-    assert STAGING_SCHEMA in set(halves[1].asset_check_keys)
+    assert STAGING_REVENUE in set(halves[1].asset_check_keys)
 
     runs = [run_request([r], instance, resources) for r in halves]
     assert runs[0].success and not runs[1].success

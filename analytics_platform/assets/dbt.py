@@ -10,6 +10,8 @@ from typing import Any
 
 import psycopg
 from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
@@ -29,8 +31,8 @@ from psycopg import sql
 
 from analytics_platform.assets.row_counts import row_count_metadata
 from analytics_platform.automation import on_upstream_update
+from analytics_platform.checks import holds
 from analytics_platform.checks.freshness import LAYER_FRESHNESS
-from analytics_platform.checks.holds import held_neighbours
 from analytics_platform.dbt_project import (
     SLICE_ENV,
     dbt_project,
@@ -253,6 +255,36 @@ def with_column_metadata(invocation: Any, models: set[str]) -> Iterator[Any]:
         yield event
 
 
+def holding_on_failed_tests(
+    events: Iterator[Any],
+    postgres: PostgresResource,
+    slices: Sequence[TenantDay],
+    layer: str,
+    run_id: str,
+) -> Iterator[Any]:
+    """dbt's events; when a blocking dbt test failed, the run's slices are held at `layer`.
+
+    The same hold a failed blocking Pandera check records (checks/holds.py): the
+    rules dbt holds must keep a neighbouring day's run from publishing what failed
+    here too. Recorded even when dbt then fails the step, which it does.
+    """
+    failed: list[str] = []
+    try:
+        for event in events:
+            if (
+                isinstance(event, AssetCheckResult)
+                and not event.passed
+                and event.severity == AssetCheckSeverity.ERROR
+            ):
+                asset = event.asset_key.to_user_string() if event.asset_key else layer
+                failed.append(f"{asset}:{event.check_name}")
+            yield event
+    finally:
+        if failed:
+            with postgres.transaction() as conn:
+                holds.hold(conn, slices, layer, failed, run_id)
+
+
 # Advisory lock key (any 64-bit constant) held by a build that creates the models' tables.
 FIRST_BUILD_LOCK = 0x646274_6669727374
 
@@ -312,11 +344,12 @@ def dbt_layer(layer: str) -> AssetsDefinition:
         dbt: DbtCliResource,
         postgres: PostgresResource,
     ) -> Iterator[Any]:
-        window = slice_window(tenant_days(context.partition_keys))
+        slices = tenant_days(context.partition_keys)
+        window = slice_window(slices)
         held = []
         if layer == "marts":
             with postgres.connect() as conn:
-                held = held_neighbours(conn, window)
+                held = holds.held_neighbours(conn, window)
             if held:
                 context.log.warning(
                     f"left as they are, held by a failed check: {', '.join(map(str, held))}"
@@ -334,6 +367,7 @@ def dbt_layer(layer: str) -> AssetsDefinition:
             # Asset keys are the model names (PlatformDbtTranslator).
             models = {key.path[-1] for key in context.selected_asset_keys} & set(model_relations())
             events = with_column_metadata(invocation, models)
+            events = holding_on_failed_tests(events, postgres, slices, layer, context.run.run_id)
             yield from with_slice_row_counts(events, postgres, window)
         keep_parse_state(target, connection)
         # Kept when dbt failed (the error names its dbt.log there); a daemon running for

@@ -23,6 +23,7 @@ from analytics_platform.assets.row_counts import row_count_metadata
 from analytics_platform.automation import on_upstream_update
 from analytics_platform.checks.freshness import LAYER_FRESHNESS
 from analytics_platform.checks.holds import held_neighbours
+from analytics_platform.mart_columns import model_columns, serving_select
 from analytics_platform.partitions import TenantDay, slice_window, tenant_day, tenant_days
 from analytics_platform.resources.clickhouse import ClickHouseResource
 from analytics_platform.resources.postgres import PostgresResource
@@ -35,8 +36,12 @@ class ServedMart:
 
     table: str
     date_column: str | None  # None: a whole-history mart, replaced per tenant as a whole
-    select: str  # the columns, cast to what the ClickHouse table expects
     asset_name: str
+
+    @property
+    def select(self) -> str:
+        """The mart's columns from its dbt YAML, cast to what the ClickHouse table expects."""
+        return serving_select(model_columns(self.table))
 
     def read(self, postgres: PostgresResource, tenant: str, dates: list[dt.date]) -> pd.DataFrame:
         days = "" if self.date_column is None else f" AND {self.date_column} = ANY(%s)"
@@ -54,67 +59,12 @@ class ServedMart:
 
 
 SERVED_MARTS = [
-    ServedMart(
-        table="fct_daily_metrics",
-        date_column="event_date",
-        select=(
-            "tenant_id, event_date, visitors, new_visitors, returning_visitors, "
-            "identified_users, sessions, page_views, events, bounce_rate::float8 AS bounce_rate, "
-            "average_session_seconds::float8 AS average_session_seconds, conversions, "
-            "conversion_rate::float8 AS conversion_rate, revenue::float8 AS revenue"
-        ),
-        asset_name="serving_daily_metrics",
-    ),
-    ServedMart(
-        table="fct_sessions",
-        date_column="session_date",
-        select=(
-            "tenant_id, session_id, session_date, visitor_id, user_id, session_start, "
-            "session_end, duration_seconds, page_views, events, landing_path, exit_path, "
-            "referrer, utm_source, utm_medium, utm_campaign, channel, is_bounce, converted, "
-            "revenue::float8 AS revenue"
-        ),
-        asset_name="serving_sessions",
-    ),
-    ServedMart(
-        table="fct_channel_daily",
-        date_column="event_date",
-        select=(
-            "tenant_id, event_date, channel, sessions, visitors, conversions, "
-            "conversion_rate::float8 AS conversion_rate, revenue::float8 AS revenue"
-        ),
-        asset_name="serving_channel_daily",
-    ),
-    ServedMart(
-        table="fct_funnel_daily",
-        date_column="event_date",
-        select=(
-            "tenant_id, event_date, step_number, step_name, sessions, visitors, "
-            "conversion_from_previous::float8 AS conversion_from_previous, "
-            "conversion_from_first::float8 AS conversion_from_first"
-        ),
-        asset_name="serving_funnel_daily",
-    ),
-    ServedMart(
-        table="dim_visitors",
-        date_column=None,
-        select=(
-            "tenant_id, visitor_id, first_seen_at, last_seen_at, first_touch_channel, "
-            "first_touch_utm_source, first_touch_utm_medium, first_touch_utm_campaign, "
-            "sessions, revenue::float8 AS revenue, latest_user_id"
-        ),
-        asset_name="serving_visitors",
-    ),
-    ServedMart(
-        table="fct_experiment_results",
-        date_column=None,
-        select=(
-            "tenant_id, experiment_id, variant, is_control, exposed_visitors, converters, "
-            "conversion_rate::float8 AS conversion_rate, switched_visitors, first_exposed_at, "
-            "uplift::float8 AS uplift, z_score::float8 AS z_score, p_value::float8 AS p_value"
-        ),
-        asset_name="serving_experiment_results",
-    ),
+    ServedMart("fct_daily_metrics", "event_date", "serving_daily_metrics"),
+    ServedMart("fct_sessions", "session_date", "serving_sessions"),
+    ServedMart("fct_channel_daily", "event_date", "serving_channel_daily"),
+    ServedMart("fct_funnel_daily", "event_date", "serving_funnel_daily"),
+    ServedMart("dim_visitors", None, "serving_visitors"),
+    ServedMart("fct_experiment_results", None, "serving_experiment_results"),
 ]
 
 

@@ -3,6 +3,11 @@
   tags and referrer, first rule that matches wins:
   paid search, display, email, social, organic search, referral, direct, other.
 #}
+{# The channels default_channel can return, in its rule order (the is_channel test checks them). #}
+{% macro channel_names() -%}
+    {{ return(['paid search', 'display', 'email', 'social', 'organic search', 'referral', 'direct', 'other']) }}
+{%- endmacro %}
+
 {% macro referrer_host(referrer) -%}
     lower(substring({{ referrer }} from '^[a-zA-Z][a-zA-Z0-9+.-]*://(?:[^@/]*@)?(?:www\.)?([^/:?#]+)'))
 {%- endmacro %}

@@ -19,6 +19,7 @@ from dagster import DagsterInstance, DagsterRunStatus
 
 from analytics_platform.demo.generator import generate_landing
 from analytics_platform.demo.launch import (
+    LaunchRefused,
     RunNotSuccessful,
     WebserverError,
     launch_job_run,
@@ -207,7 +208,7 @@ def test_a_failed_launched_run_is_reported_with_its_step_and_error(demo_env, new
 def test_a_run_config_the_job_refuses_is_named_before_any_run_starts(demo_env, tmp_path):
     with (
         ui_webserver(WORKSPACE, home=tmp_path) as web,
-        pytest.raises(RuntimeError) as refused,
+        pytest.raises(LaunchRefused) as refused,
     ):
         launch_job_run(
             web,

@@ -55,6 +55,10 @@ class WebserverError(RuntimeError):
     """The webserver did not start, or did not load the code location; with its log."""
 
 
+class LaunchRefused(RuntimeError):
+    """The webserver refused to create the run (e.g. its config does not fit the job)."""
+
+
 # Dagster's documented instance setting for "launch at once" (without it Dagster queues).
 LAUNCH_AT_ONCE = {"module": "dagster._core.run_coordinator", "class": "DefaultRunCoordinator"}
 
@@ -188,7 +192,7 @@ def launch_job_run(
             tags=dict(tags),
         )
     except DagsterGraphQLClientError as err:
-        raise RuntimeError(
+        raise LaunchRefused(
             f"the webserver refused to launch {job_name} of {location_name}: "
             f"{err} {err.body or ''}".strip()
         ) from err

@@ -44,12 +44,12 @@ def prepare() -> None:
 )
 def demo(days: int, events_per_day: int, start: dt.datetime) -> None:
     """Run the whole pipeline on synthetic events for 3 tenants, then print a summary."""
-    from analytics_platform.demo.launch import RunNotSuccessful
+    from analytics_platform.demo.launch import LaunchRefused, RunNotSuccessful, WebserverError
     from analytics_platform.demo.pipeline import format_summary, run_demo
 
     try:
         summary = run_demo(days=days, events_per_day=events_per_day, start=start.date())
-    except RunNotSuccessful as err:
+    except (RunNotSuccessful, WebserverError, LaunchRefused) as err:
         raise click.ClickException(str(err)) from err
     click.echo(format_summary(summary))
     if summary.mismatches:

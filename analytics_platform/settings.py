@@ -56,14 +56,19 @@ def platform_start_date(environ: Mapping[str, str] | None = None) -> str:
 
 def tenant_freshness_cron(environ: Mapping[str, str] | None = None) -> str:
     """`TENANT_FRESHNESS_CRON`: when the daemon runs `every_active_tenant_fresh` (UTC)."""
-    from dagster._utils.schedules import is_valid_cron_string
+    from dagster import AutomationCondition
 
     value = (os.environ if environ is None else environ).get("TENANT_FRESHNESS_CRON")
     value = value or DEFAULT_FRESHNESS_CRON
-    if not is_valid_cron_string(value):
+    # Asked of the public call that consumes the value, so the rule is exactly Dagster's
+    # (five fields, no 30 February, ...); it raises a bare check error naming no variable.
+    try:
+        AutomationCondition.cron_tick_passed(value, "UTC")
+    except Exception as err:
         raise SettingsError(
-            f"TENANT_FRESHNESS_CRON={value!r} is not a cron expression; e.g. '15 * * * *'"
-        )
+            f"TENANT_FRESHNESS_CRON={value!r} is not a cron expression Dagster accepts "
+            "(five fields: minute hour day month weekday); e.g. '15 * * * *'"
+        ) from err
     return value
 
 

@@ -18,19 +18,19 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 import yaml
+
+from analytics_platform.process_groups import free_port, start_process_group, stop_process_group
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -40,12 +40,6 @@ T = TypeVar("T")
 
 class DeploymentError(AssertionError):
     pass
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -114,17 +108,10 @@ class Deployment:
         return deployment
 
     def _spawn(self, service: Service, extra_env: Mapping[str, str] | None = None) -> None:
-        env = {**self.env, **(extra_env or {})}
-        with open(service.log, "ab") as log:
-            service.process = subprocess.Popen(
-                service.args,
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: stopped with its children
-            )
+        # Its own process group: stopped with its children (run workers, dbt).
+        service.process = start_process_group(
+            service.args, log=service.log, env={**self.env, **(extra_env or {})}, cwd=ROOT
+        )
 
     def start(self, timeout: float = 240) -> None:
         """Start the code server, then the webserver and daemon; wait until all are ready."""
@@ -171,22 +158,8 @@ class Deployment:
             self._terminate(self.services[name])
 
     def _terminate(self, service: Service, grace: float = 20) -> None:
-        process = service.process
-        if process is None or process.poll() is not None:
-            return
-        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(process.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                process.wait(timeout=wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        # Children that outlived their leader (a run worker, dbt) share its group id.
-        with suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
+        if service.process is not None:
+            stop_process_group(service.process, grace)
 
     # ------------------------------------------------------------------ waiting
 

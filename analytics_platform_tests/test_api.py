@@ -24,8 +24,8 @@ from dagster import (
     evaluate_automation_conditions,
     instance_for_test,
     materialize,
+    serialize_value,
 )
-from dagster._serdes import serialize_value
 
 from analytics_platform.assets.api import raw_api_events
 from analytics_platform.assets.dbt import dbt_layers

@@ -1,21 +1,29 @@
-"""`analytics-platform demo`: every layer reconciles with the generated files, and its run
-is one the UI lists under its job and re-executes to the same counts."""
+"""`analytics-platform demo`: every layer reconciles with the generated files, its run is
+one the UI lists under its job and re-executes to the same counts, and it leaves no
+process behind."""
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import datetime as dt
+import os
+import re
+import shutil
+import time
 from dataclasses import asdict
 from pathlib import Path
 
+import psutil
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 
 from analytics_platform.demo.generator import generate_landing
 from analytics_platform.demo.launch import (
+    LaunchRefused,
     RunNotSuccessful,
-    code_location_workspace,
+    WebserverError,
     launch_job_run,
+    ui_webserver,
     wait_for_run,
 )
 from analytics_platform.demo.pipeline import (
@@ -31,6 +39,8 @@ from analytics_platform.resources.postgres import PostgresResource
 REPO = Path(__file__).resolve().parents[1]
 WORKSPACE = REPO / "workspace.yaml"
 START = dt.date(2026, 10, 5)
+# Bound on one demo-sized run on 2 shared cores (typical: well under a minute).
+RUN_BOUND_SECONDS = 900
 
 # What the UI sends: the runs listed on a job's page, and "Re-execute all" on a run's page.
 JOB_RUNS = """
@@ -54,15 +64,24 @@ mutation LaunchPipelineReexecution($parentRunId: String!) {
 """
 
 
-def ui_graphql(workspace, query: str, **variables) -> dict:
-    """Run `query` through the webserver's GraphQL schema, as the UI's requests are."""
-    from dagster_graphql.schema import create_schema
+def webserver_pid(log: Path) -> int:
+    """The pid the webserver's log says it serves from: the leader of its process group."""
+    (pid,) = re.findall(r"Serving dagster-webserver on \S+ in process (\d+)", log.read_text())
+    return int(pid)
 
-    result = asyncio.run(
-        create_schema().execute_async(query, context_value=workspace, variable_values=variables)
-    )
-    assert not result.errors, result.errors
-    return result.data
+
+def left_in_group(pgid: int, settle_seconds: float = 10) -> list[str]:
+    """Live processes of the group (killed ones may take a moment to be reaped)."""
+    deadline = time.monotonic() + settle_seconds
+    while True:
+        left = []
+        for process in psutil.process_iter(["pid", "status", "cmdline"]):
+            with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError):
+                if os.getpgid(process.pid) == pgid and process.info["status"] != "zombie":
+                    left.append(f"{process.pid} {' '.join(process.info['cmdline'] or [])}")
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.5)
 
 
 @pytest.fixture
@@ -83,7 +102,7 @@ def demo_env(monkeypatch, tmp_path, warehouse_url, dagster_storage_url, clickhou
 
 
 def test_demo_loads_every_layer_and_its_run_reexecutes_from_the_ui_to_the_same_counts(
-    demo_env, new_tenant
+    demo_env, new_tenant, tmp_path
 ):
     tenants = (new_tenant("demo"), new_tenant("demo"), new_tenant("demo"))
     first = run_demo(days=2, events_per_day=60, start=START, tenants=tenants)
@@ -102,6 +121,12 @@ def test_demo_loads_every_layer_and_its_run_reexecutes_from_the_ui_to_the_same_c
         assert (got.sessions, got.page_views) == (want["sessions"], want["page_views"])
         assert got.mart_rows == got.serving_rows == 2
 
+    # Nothing of the demo's process group is left: webserver, code server, run worker, dbt.
+    assert (
+        left_in_group(webserver_pid(Path(demo_env["PLATFORM_HOME"]) / "demo" / "webserver.log"))
+        == []
+    )
+
     with DagsterInstance.get() as instance:
         run = instance.get_run_by_id(first.run_ids[0])
         assert run.status == DagsterRunStatus.SUCCESS
@@ -111,9 +136,10 @@ def test_demo_loads_every_layer_and_its_run_reexecutes_from_the_ui_to_the_same_c
         assert run.job_code_origin.job_name == "tenant_day_pipeline"
         pointer = run.job_code_origin.repository_origin.code_pointer
         assert pointer.module == "analytics_platform.definitions"
-        with code_location_workspace(instance, WORKSPACE) as workspace:
-            listed = ui_graphql(
-                workspace,
+        # Then a user opens the UI: a webserver of its own, on the same storage.
+        with ui_webserver(WORKSPACE, home=tmp_path / "ui") as web:
+            web.wait_until_loaded()
+            listed = web.graphql(
                 JOB_RUNS,
                 job="tenant_day_pipeline",
                 repository=run.remote_job_origin.repository_origin.repository_name,
@@ -121,15 +147,13 @@ def test_demo_loads_every_layer_and_its_run_reexecutes_from_the_ui_to_the_same_c
             )["pipelineOrError"]
             assert first.run_ids[0] in {r["runId"] for r in listed["runs"]}, listed
 
-            # "Re-execute all" from the run's page; the UI queues it and the daemon launches
-            # it: here the test launches it as the daemon's run queue would.
-            launched = ui_graphql(workspace, REEXECUTE_ALL, parentRunId=run.run_id)
+            # "Re-execute all" from the run's page, as the UI posts it; no daemon runs, so
+            # the run finishing proves the webserver launched it itself.
+            launched = web.graphql(REEXECUTE_ALL, parentRunId=run.run_id)
             reexecution = launched["launchPipelineReexecution"]
             assert reexecution["__typename"] == "LaunchRunSuccess", reexecution
-            child_id = reexecution["run"]["runId"]
-            if instance.get_run_by_id(child_id).status == DagsterRunStatus.QUEUED:
-                instance.launch_run(child_id, workspace)
-            child = wait_for_run(instance, child_id)
+            child = wait_for_run(instance, reexecution["run"]["runId"], timeout=RUN_BOUND_SECONDS)
+        assert left_in_group(web.process.pid) == []
     assert (child.parent_run_id, child.root_run_id) == (run.run_id, run.run_id)
     assert (
         child.tags["dagster/asset_partition_range_start"]
@@ -153,21 +177,21 @@ def test_demo_loads_every_layer_and_its_run_reexecutes_from_the_ui_to_the_same_c
     assert f"http://127.0.0.1:3000/runs/{first.run_ids[0]}" in printed
 
 
-def test_a_failed_launched_run_is_reported_with_its_step_and_error(demo_env, new_tenant):
+def test_a_failed_launched_run_is_reported_with_its_step_and_error(demo_env, new_tenant, tmp_path):
     tenant = new_tenant("launch")
     refused = {"tenant_id": tenant, "confirm_tenant_id": f"{tenant}_typo"}
     with (
         DagsterInstance.get() as instance,
-        code_location_workspace(instance, WORKSPACE) as workspace,
+        ui_webserver(WORKSPACE, home=tmp_path) as web,
     ):
         run_id = launch_job_run(
-            workspace,
+            web,
             "deprovision_tenant",
             run_config={"ops": {"deprovision_tenant_op": {"config": refused}}},
             tags={"requested_by": "test_demo"},
         )
         with pytest.raises(RunNotSuccessful) as failure:
-            wait_for_run(instance, run_id)
+            wait_for_run(instance, run_id, timeout=RUN_BOUND_SECONDS)
         run = instance.get_run_by_id(run_id)
     assert run.status == DagsterRunStatus.FAILURE
     assert run.remote_job_origin.location_name == "analytics_platform"
@@ -181,11 +205,56 @@ def test_a_failed_launched_run_is_reported_with_its_step_and_error(demo_env, new
     assert f"http://127.0.0.1:3000/runs/{run_id}" in message
 
 
+def test_a_run_config_the_job_refuses_is_named_before_any_run_starts(demo_env, tmp_path):
+    with (
+        ui_webserver(WORKSPACE, home=tmp_path) as web,
+        pytest.raises(LaunchRefused) as refused,
+    ):
+        launch_job_run(
+            web,
+            "deprovision_tenant",
+            run_config={"ops": {"deprovision_tenant_op": {"config": {"tenant": "x"}}}},
+            tags={},
+        )
+    message = str(refused.value)
+    assert message.startswith("the webserver refused to launch deprovision_tenant")
+    assert "RunConfigValidationInvalid" in message
+
+
+def test_a_code_location_that_fails_to_load_is_reported_with_its_error(demo_env, tmp_path):
+    shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
+    workspace = tmp_path / "workspace.yaml"
+    workspace.write_text(
+        "load_from:\n  - python_module:\n      module_name: analytics_platform.no_such_module\n"
+        "      location_name: analytics_platform\n"
+    )
+    with (
+        ui_webserver(workspace, home=tmp_path / "ui") as web,
+        pytest.raises(WebserverError) as failed,
+    ):
+        web.wait_until_loaded()
+    assert "the code location 'analytics_platform' failed to load" in str(failed.value)
+    assert "analytics_platform.no_such_module" in str(failed.value)
+    assert left_in_group(web.process.pid) == []
+
+
+def test_the_webservers_instance_is_the_projects_with_runs_launched_at_once(tmp_path):
+    import yaml
+
+    from analytics_platform.demo.launch import instance_without_run_queue
+
+    home = instance_without_run_queue(REPO, tmp_path / "home")
+    project = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    derived = yaml.safe_load((home / "dagster.yaml").read_text())
+    assert derived.pop("run_coordinator")["class"] == "DefaultRunCoordinator"
+    project.pop("run_coordinator")
+    assert derived == project  # storage, pools, artifact folders: all the project's
+
+
 def test_a_missing_workspace_file_names_where_it_was_looked_for(tmp_path):
     with (
         pytest.raises(FileNotFoundError, match=f"no workspace.yaml in {tmp_path}"),
-        DagsterInstance.ephemeral() as instance,
-        code_location_workspace(instance, tmp_path / "workspace.yaml"),
+        ui_webserver(tmp_path / "workspace.yaml", home=tmp_path),
     ):
         pass
 

@@ -1,157 +1,226 @@
-"""Runs launched through the code location, as the UI launches them, with no daemon running.
+"""Runs launched as the UI launches them: through a webserver's GraphQL API.
 
-A run made with `execute_in_process` belongs to no code location: the UI lists
-it under no job and cannot re-execute it (`parent_run.remote_job_origin` is
-None). A run made here comes from the workspace the UI loads (workspace.yaml: a
-code server for `analytics_platform.definitions`, location `analytics_platform`),
-so it carries the same `remote_job_origin` and `job_code_origin` as one launched
-from the Launchpad. It is handed to the instance's run launcher directly (the
-code server starts a run worker), not to the run queue, which only the daemon
-drains.
+A run made with `execute_in_process` belongs to no code location: the UI lists it
+under no job and cannot re-execute it. A run launched here is submitted to a
+`dagster-webserver` serving workspace.yaml (location `analytics_platform`, the one
+`make dev` serves) with Dagster's public client, `dagster_graphql.DagsterGraphQLClient`,
+exactly as the Launchpad submits one; so it carries the same code location origin and
+*Re-execute* works on it.
 
-Dagster offers no public function for this: `dagster job launch` builds the run
-the same way but submits it to the queue and returns. The internal calls are
-kept to this module, and analytics_platform_tests/test_demo.py pins what they
-produce.
+The webserver runs on the project's Dagster instance minus its run queue: the
+project's dagster.yaml with Dagster's `DefaultRunCoordinator`, which launches a
+submitted run at once (the code server starts its run worker). The queue is
+drained only by the daemon, and a daemon also runs the sensors and schedules: the
+landing sensor would start runs of its own on the demo's files.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
+import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import requests
+import yaml
 from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus
-from dagster._core.definitions.selector import JobSubsetSelector
-from dagster._core.remote_representation.grpc_server_registry import GrpcServerRegistry
-from dagster._core.workspace.context import WorkspaceProcessContext, WorkspaceRequestContext
-from dagster._core.workspace.load_target import WorkspaceFileTarget
-from dagster._grpc.server import GrpcServerCommand
+from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
+
+from analytics_platform.process_groups import (
+    free_port,
+    log_tail,
+    start_process_group,
+    stop_process_group,
+)
 
 LOCATION_NAME = "analytics_platform"
-# As the webserver's: a code server nobody pings for this long stops itself.
-CODE_SERVER_HEARTBEAT_SECONDS = 45
+WEBSERVER = str(Path(sys.executable).with_name("dagster-webserver"))
+LOCATION_ENTRIES = """
+{ workspaceOrError { __typename ... on Workspace { locationEntries { name loadStatus
+    locationOrLoadError { __typename
+      ... on RepositoryLocation { repositories { name } }
+      ... on PythonError { message } } } } } }
+"""
 
 
 class RunNotSuccessful(RuntimeError):
     """A launched run ended other than SUCCESS; the message names its failed steps."""
 
 
+class WebserverError(RuntimeError):
+    """The webserver did not start, or did not load the code location; with its log."""
+
+
+class LaunchRefused(RuntimeError):
+    """The webserver refused to create the run (e.g. its config does not fit the job)."""
+
+
+# Dagster's documented instance setting for "launch at once" (without it Dagster queues).
+LAUNCH_AT_ONCE = {"module": "dagster._core.run_coordinator", "class": "DefaultRunCoordinator"}
+
+
+def instance_without_run_queue(project_home: Path, home: Path) -> Path:
+    """A DAGSTER_HOME whose dagster.yaml is `project_home`'s with runs launched at once.
+
+    Same storage, pools and artifact folders: only the launching of runs differs.
+    """
+    config = yaml.safe_load((project_home / "dagster.yaml").read_text())
+    config["run_coordinator"] = LAUNCH_AT_ONCE
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text(
+        "# Written by analytics_platform/demo/launch.py from the project's dagster.yaml:\n"
+        "# the same instance, with runs launched at once instead of queued.\n"
+        + yaml.safe_dump(config, sort_keys=False)
+    )
+    return home
+
+
+@dataclass
+class Webserver:
+    """A started `dagster-webserver` serving a workspace file on 127.0.0.1."""
+
+    process: subprocess.Popen
+    port: int
+    log: Path
+    repository_name: str | None = None
+    client: DagsterGraphQLClient = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.client = DagsterGraphQLClient("127.0.0.1", port_number=self.port)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def graphql(self, query: str, **variables: object) -> dict:
+        """POST `query` to the webserver's /graphql, as the UI's pages do; its `data`."""
+        response = requests.post(
+            f"{self.url}/graphql", json={"query": query, "variables": variables}, timeout=60
+        )
+        response.raise_for_status()
+        payload = response.json()
+        if payload.get("errors"):
+            raise WebserverError(f"GraphQL errors from {self.url}: {payload['errors']}")
+        return payload["data"]
+
+    def wait_until_loaded(self, timeout: float = 300, location: str = LOCATION_NAME) -> str:
+        """Block until the webserver has loaded `location`; its repository's name."""
+        deadline = time.monotonic() + timeout
+        while self.repository_name is None:
+            if self.process.poll() is not None:
+                raise WebserverError(
+                    f"the webserver exited with code {self.process.returncode} before it "
+                    f"loaded the code location {location!r}; {log_tail(self.log)}"
+                )
+            if time.monotonic() > deadline:
+                raise WebserverError(
+                    f"the webserver had not loaded the code location {location!r} after "
+                    f"{timeout:.0f} s; {log_tail(self.log)}"
+                )
+            self.repository_name = self._loaded_repository(location)
+            if self.repository_name is None:
+                time.sleep(0.5)
+        return self.repository_name
+
+    def _loaded_repository(self, location: str) -> str | None:
+        try:
+            data = self.graphql(LOCATION_ENTRIES)
+        except requests.ConnectionError:
+            return None  # not listening yet
+        for entry in data["workspaceOrError"].get("locationEntries", []):
+            loaded = entry["locationOrLoadError"] or {}
+            if entry["name"] != location or entry["loadStatus"] != "LOADED":
+                continue
+            if loaded.get("__typename") == "PythonError":
+                raise WebserverError(
+                    f"the code location {location!r} failed to load:\n{loaded['message']}"
+                )
+            (repository,) = loaded["repositories"]
+            return repository["name"]
+        return None
+
+
 @contextmanager
-def code_location_workspace(
-    instance: DagsterInstance, workspace_file: Path, location_name: str = LOCATION_NAME
-) -> Iterator[WorkspaceRequestContext]:
-    """The workspace of `workspace_file` with its code server started; stopped on exit."""
+def ui_webserver(
+    workspace_file: Path, *, home: Path, env: Mapping[str, str] | None = None
+) -> Iterator[Webserver]:
+    """Start a webserver for `workspace_file` (not waiting for it); stop its group on exit.
+
+    `home` receives the instance without a run queue and the webserver's log.
+    """
     if not workspace_file.exists():
         raise FileNotFoundError(
             f"no {workspace_file.name} in {workspace_file.parent}: run analytics-platform from "
             "the repository root, or set DAGSTER_HOME to the folder holding it"
         )
-    target = WorkspaceFileTarget(paths=[str(workspace_file)])
-    # Our own registry of code servers, so that leaving waits for them to end: one left
-    # behind would outlive the demo (and, in tests, the database it reports runs to).
-    registry = GrpcServerRegistry(
-        instance_ref=instance.get_ref(),
-        server_command=GrpcServerCommand.API_GRPC,
-        heartbeat_ttl=CODE_SERVER_HEARTBEAT_SECONDS,
-        startup_timeout=instance.code_server_process_startup_timeout,
-        wait_for_processes_on_shutdown=True,
+    dagster_home = instance_without_run_queue(workspace_file.parent, home / "dagster-home")
+    log = home / "webserver.log"
+    port = free_port()
+    args = [WEBSERVER, "-h", "127.0.0.1", "-p", str(port), "-w", str(workspace_file)]
+    process = start_process_group(
+        args,
+        log=log,
+        env={**(os.environ if env is None else env), "DAGSTER_HOME": str(dagster_home)},
+        cwd=workspace_file.parent,
     )
-    with contextlib.ExitStack() as closing:
-        closing.callback(_stop_code_servers, registry)
-        process = closing.enter_context(
-            WorkspaceProcessContext(instance, target, grpc_server_registry=registry)
-        )
-        workspace = process.create_request_context()
-        error = workspace.get_code_location_error(location_name)
-        if error is not None:
-            raise RuntimeError(
-                f"the code location {location_name!r} of {workspace_file} failed to load:\n"
-                f"{error.to_string()}"
-            )
-        yield workspace
-
-
-def _stop_code_servers(registry: GrpcServerRegistry) -> None:
-    """Ask the code servers to stop and wait for them (30 s each)."""
     try:
-        registry.__exit__(None, None, None)
-    except subprocess.TimeoutExpired as err:
-        # The runs are over by now: a slow stop is not worth failing the caller for.
-        logging.getLogger(__name__).warning(
-            f"a code server did not stop within {err.timeout:.0f} s of being asked to; "
-            "if a `dagster api grpc` process of this workspace is still running, stop it"
-        )
+        yield Webserver(process=process, port=port, log=log)
+    finally:
+        stop_process_group(process)
 
 
 def launch_job_run(
-    workspace: WorkspaceRequestContext,
+    webserver: Webserver,
     job_name: str,
     *,
     run_config: Mapping[str, object],
     tags: Mapping[str, str],
     location_name: str = LOCATION_NAME,
 ) -> str:
-    """Create a run of `job_name` from the code location and start its run worker; its id.
-
-    Built as `dagster job launch` builds it (dagster/_cli/job.py `_create_run`):
-    the job's snapshot, execution plan and origins come from the code server.
-    """
-    instance = workspace.instance
-    location = workspace.get_code_location(location_name)
-    (repository_name,) = location.get_repository_names()
-    repository = location.get_repository(repository_name)
-    remote_job = location.get_job(
-        JobSubsetSelector(
-            location_name=location_name,
+    """Submit a run of `job_name` as the Launchpad does; its run id (it is started at once)."""
+    repository_name = webserver.wait_until_loaded(location=location_name)
+    try:
+        return webserver.client.submit_job_execution(
+            job_name,
+            repository_location_name=location_name,
             repository_name=repository_name,
-            job_name=job_name,
-            op_selection=None,
+            run_config=dict(run_config),
+            tags=dict(tags),
         )
-    )
-    plan = location.get_execution_plan(
-        remote_job, run_config, step_keys_to_execute=None, known_state=None, instance=instance
-    ).execution_plan_snapshot
-    run = instance.create_run(
-        job_name=job_name,
-        run_id=None,
-        run_config=run_config,
-        resolved_op_selection=remote_job.resolved_op_selection,
-        step_keys_to_execute=plan.step_keys_to_execute,
-        op_selection=None,
-        status=None,
-        root_run_id=None,
-        parent_run_id=None,
-        tags={**remote_job.tags, **tags},
-        job_snapshot=remote_job.job_snapshot,
-        execution_plan_snapshot=plan,
-        parent_job_snapshot=remote_job.parent_job_snapshot,
-        remote_job_origin=remote_job.get_remote_origin(),
-        job_code_origin=remote_job.get_python_origin(),
-        asset_selection=None,
-        asset_check_selection=None,
-        asset_graph=repository.asset_graph,
-    )
-    instance.launch_run(run.run_id, workspace)
-    return run.run_id
+    except DagsterGraphQLClientError as err:
+        raise LaunchRefused(
+            f"the webserver refused to launch {job_name} of {location_name}: "
+            f"{err} {err.body or ''}".strip()
+        ) from err
 
 
-def wait_for_run(instance: DagsterInstance, run_id: str, poll_seconds: float = 0.5) -> DagsterRun:
+def wait_for_run(
+    instance: DagsterInstance,
+    run_id: str,
+    poll_seconds: float = 0.5,
+    timeout: float | None = None,
+) -> DagsterRun:
     """Block until the run ends; raise `RunNotSuccessful` unless it succeeded.
 
     A run worker that dies is reported as a failure by the code server that
-    started it, so the wait ends then too.
+    started it, so the wait ends then too. `timeout` (s) bounds a wait that
+    nothing may end (a run left queued with no daemon running).
     """
+    deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         run = instance.get_run_by_id(run_id)
         if run is None:
             raise LookupError(f"run {run_id} is not in the Dagster instance")
         if run.is_finished:
             break
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(
+                f"run {run_id} of {run.job_name} is still {run.status.value} after {timeout:.0f} s"
+            )
         time.sleep(poll_seconds)
     if run.status != DagsterRunStatus.SUCCESS:
         raise RunNotSuccessful(

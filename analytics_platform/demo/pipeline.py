@@ -1,17 +1,15 @@
 """`analytics-platform demo`: the whole pipeline on synthetic events, in one Dagster run.
 
-The run is launched through the code location (see launch.py), so the UI lists it under
-its job and can re-execute it.
+The run is launched through a webserver, as the UI launches one (see launch.py), so the
+UI lists it under its job and can re-execute it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import os
 import time
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,11 +17,12 @@ from dagster import DagsterInstance
 
 from analytics_platform import stack
 from analytics_platform.demo.generator import GeneratedLanding, generate_landing
-from analytics_platform.demo.launch import code_location_workspace, launch_job_run, wait_for_run
+from analytics_platform.demo.launch import launch_job_run, ui_webserver, wait_for_run
 from analytics_platform.partitions import range_tags, tenants_partitions
 from analytics_platform.redaction import redact
 from analytics_platform.resources.clickhouse import ClickHouseResource
 from analytics_platform.resources.postgres import PostgresResource
+from analytics_platform.settings import load_settings
 from analytics_platform.tenants.lifecycle import provision_tenant
 from analytics_platform.tenants.registry import register_tenant
 
@@ -157,22 +156,9 @@ def _runs(
     return [range_tags([tenant], dates) for tenant in ordered]
 
 
-# The code server and run worker are separate processes: the CLI's warning filters do not
-# reach them, so library notices are silenced through the environment they inherit.
+# The webserver, code server and run worker are separate processes: the CLI's warning
+# filters do not reach them, so library notices are silenced through their environment.
 QUIET_CHILDREN = "ignore:Parameter `,ignore:XDG_RUNTIME_DIR"
-
-
-@contextlib.contextmanager
-def _environment(name: str, value: str) -> Iterator[None]:
-    before = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ[name]
-        else:
-            os.environ[name] = before
 
 
 def run_demo(
@@ -185,8 +171,9 @@ def run_demo(
 ) -> DemoSummary:
     """Generate landing files, register tenants and materialize every layer in one run.
 
-    The run is launched through the code location of workspace.yaml, as the UI
-    launches runs, so it shows under `tenant_day_pipeline` and can be re-executed there.
+    The run is submitted to a webserver serving workspace.yaml, as the UI submits one,
+    so it shows under `tenant_day_pipeline` and can be re-executed there. The webserver
+    (and the code server and run worker it starts) is stopped before this returns.
     """
     began = time.monotonic()
     env = stack.activate()
@@ -196,28 +183,22 @@ def run_demo(
     clickhouse = ClickHouseResource(url=env["CLICKHOUSE_URL"])
     # The console shows progress, not every event; the UI has the full log.
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
-    with DagsterInstance.get() as instance, contextlib.ExitStack() as closing:
-        # The code server loads the code location (several seconds) while the files are
+    children = {**os.environ, "PYTHONWARNINGS": QUIET_CHILDREN}
+    with (
+        DagsterInstance.get() as instance,
+        ui_webserver(workspace_file, home=load_settings().home / "demo", env=children) as web,
+    ):
+        # The webserver loads the code location (several seconds) while the files are
         # generated and the tenants registered.
-        with (
-            ThreadPoolExecutor(max_workers=1) as background,
-            _environment("PYTHONWARNINGS", QUIET_CHILDREN),
-        ):
-            loading = background.submit(
-                closing.enter_context, code_location_workspace(instance, workspace_file)
-            )
-            generated = generate_landing(
-                Path(env["LANDING_DIR"]), tenants, dates, events_per_day=events_per_day
-            )
-            for tenant in tenants:
-                register_tenant(postgres, tenant, tenant.title(), actor="demo")
-                provision_tenant(postgres, clickhouse, instance, tenant, actor="demo")
-            workspace = loading.result()
+        generated = generate_landing(
+            Path(env["LANDING_DIR"]), tenants, dates, events_per_day=events_per_day
+        )
+        for tenant in tenants:
+            register_tenant(postgres, tenant, tenant.title(), actor="demo")
+            provision_tenant(postgres, clickhouse, instance, tenant, actor="demo")
         run_ids = []
         for tags in _runs(instance, tenants, dates):
-            run_id = launch_job_run(
-                workspace, "tenant_day_pipeline", run_config=run_config, tags=tags
-            )
+            run_id = launch_job_run(web, "tenant_day_pipeline", run_config=run_config, tags=tags)
             run_ids.append(run_id)
             wait_for_run(instance, run_id)
     summaries = collect_summary(postgres, clickhouse, tenants, dates)

@@ -1,0 +1,43 @@
+"""Settings that Dagster consumes are refused by the same rule Dagster applies, with the
+variable named."""
+
+from __future__ import annotations
+
+import pytest
+from dagster import ScheduleDefinition
+
+from analytics_platform.settings import SettingsError, tenant_freshness_cron
+
+# Worked out by hand from cron's five fields (minute hour day-of-month month weekday) and
+# Dagster's own extra rule: a day that February never has is refused.
+ACCEPTED = ["15 * * * *", "*/10 * * * *", "0 9 * * 1-5", "0 0 29 2 *", "@daily"]
+REFUSED = [
+    "every hour",  # not cron at all
+    "* * * * * *",  # six fields: seconds resolution, which Dagster does not schedule
+    "61 * * * *",  # minute out of range
+    "0 0 30 2 *",  # 30 February never comes
+    "0 0 31 2 *",
+]
+
+
+@pytest.mark.parametrize("cron", ACCEPTED)
+def test_a_cron_dagster_schedules_is_accepted_unchanged(cron):
+    assert tenant_freshness_cron({"TENANT_FRESHNESS_CRON": cron}) == cron
+    # A schedule built on it is accepted too: the setting and Dagster agree.
+    ScheduleDefinition(name="probe", cron_schedule=cron, job_name="probe")
+
+
+@pytest.mark.parametrize("cron", REFUSED)
+def test_a_cron_dagster_refuses_is_refused_naming_the_variable(cron):
+    with pytest.raises(SettingsError) as refused:
+        tenant_freshness_cron({"TENANT_FRESHNESS_CRON": cron})
+    assert str(refused.value).startswith(f"TENANT_FRESHNESS_CRON={cron!r} is not a cron")
+    assert "e.g. '15 * * * *'" in str(refused.value)
+    # Not a stricter rule of our own: Dagster's schedules refuse it as well.
+    with pytest.raises(Exception, match="cron"):
+        ScheduleDefinition(name="probe", cron_schedule=cron, job_name="probe")
+
+
+def test_the_default_cron_is_used_when_unset_or_empty():
+    assert tenant_freshness_cron({}) == "15 * * * *"
+    assert tenant_freshness_cron({"TENANT_FRESHNESS_CRON": ""}) == "15 * * * *"

@@ -24,6 +24,7 @@ from analytics_platform.ingest.load import LAYER, RAW_FILE_EVENTS, load_tenant_d
 from analytics_platform.partitions import tenant_day, tenant_days
 from analytics_platform.resources.landing import LandingZoneResource
 from analytics_platform.resources.postgres import PostgresResource
+from analytics_platform.tenants.sites import tenant_sites
 
 
 def raw_table_schema(tenant: str, partition_date: str, source: str, line: str) -> TableSchema:
@@ -101,10 +102,15 @@ def raw_file_events(
     postgres.ensure_warehouse()
     slices = tenant_days(context.partition_keys)
     reports = []
+    sites = {t: tenant_sites(postgres, t) for t in sorted({s.tenant for s in slices})}
     with postgres.transaction() as conn:
         for slice_ in slices:
             versions = file_versions(landing, landing.files_for(slice_))
-            reports.append(load_tenant_day(postgres, conn, landing, slice_, context.run.run_id))
+            reports.append(
+                load_tenant_day(
+                    postgres, conn, landing, slice_, context.run.run_id, sites[slice_.tenant]
+                )
+            )
             record_loaded_files(conn, slice_, versions, context.run.run_id)
         new_fields = record_new_fields(
             conn, ((r.slice, f.source, f.fields) for r in reports for f in r.files)

@@ -12,8 +12,8 @@ from analytics_platform.assets.raw import raw_file_events
 from analytics_platform.partitions import TenantDay
 from analytics_platform.resources.postgres import PostgresResource
 from analytics_platform.tenants.registry import register_tenant
-from analytics_platform_tests.events import day_file, tracker_event, write_lines
 from analytics_platform_tests import test_api
+from analytics_platform_tests.events import day_file, tracker_event, write_lines
 from analytics_platform_tests.test_api import load, metadata, quarantine_rows
 
 # The fake API server and its tenant, shared with test_api.py.

@@ -122,6 +122,7 @@ SITE_ALIASES = next(f.names for f in CONTRACT if f.kind is Kind.SITE)
 EVENT_TYPE_PATTERN = FIELDS["event_type"].pattern
 CURRENCY_PATTERN = FIELDS["currency"].pattern
 NUL_TEXT = "holds a NUL character (U+0000), which Postgres text and jsonb cannot store"
+SURROGATE_TEXT = "holds a lone surrogate (\\ud800-\\udfff), which is not text Postgres can store"
 
 
 def pick(record: Mapping[str, object], names: tuple[str, ...]) -> object:
@@ -155,7 +156,18 @@ def text_value(column: str, value: object) -> str | None:
         raise ContractViolation(Reason.WRONG_TYPE, f"{column} is longer than {MAX_TEXT_CHARS}")
     if "\x00" in text:
         raise ContractViolation(Reason.WRONG_TYPE, f"{column} {NUL_TEXT}")
+    if not text.isascii() and not _encodable(text):
+        raise ContractViolation(Reason.WRONG_TYPE, f"{column} {SURROGATE_TEXT}")
     return text
+
+
+def _encodable(text: str) -> bool:
+    """Whether `text` is UTF-8 encodable: json.loads accepts lone surrogates (\\ud800)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def holds_nul(value: object) -> bool:
@@ -166,6 +178,17 @@ def holds_nul(value: object) -> bool:
         return any("\x00" in key or holds_nul(item) for key, item in value.items())
     if isinstance(value, list):
         return any(holds_nul(item) for item in value)
+    return False
+
+
+def holds_surrogate(value: object) -> bool:
+    """Whether a lone surrogate is in any string or key inside `value`."""
+    if isinstance(value, str):
+        return not value.isascii() and not _encodable(value)
+    if isinstance(value, dict):
+        return any(holds_surrogate(key) or holds_surrogate(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(holds_surrogate(item) for item in value)
     return False
 
 
@@ -223,6 +246,8 @@ def parse_properties(column: str, record: Mapping[str, object]) -> str:
     properties = {**(explicit or {}), **extra}
     if holds_nul(properties):
         raise ContractViolation(Reason.WRONG_TYPE, f"{column} {NUL_TEXT}")
+    if holds_surrogate(properties):
+        raise ContractViolation(Reason.WRONG_TYPE, f"{column} {SURROGATE_TEXT}")
     return json.dumps(properties, separators=(",", ":"), default=str)
 
 

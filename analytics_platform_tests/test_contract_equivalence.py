@@ -23,15 +23,10 @@ from hypothesis import strategies as st
 from analytics_platform.ingest.contract import (
     CONTRACT,
     CONTRACT_COLUMNS,
-    ContractViolation,
     Kind,
-    to_canonical,
 )
 from analytics_platform.ingest.convert import Converted, Converter, FileJob, block_lines
-from analytics_platform.ingest.copy_text import copy_line
-from analytics_platform.ingest.files import CsvLines, decode_line, json_line
 from analytics_platform.ingest.load import RAW_COLUMNS
-from analytics_platform.ingest.quarantine import QuarantineRecord
 
 UTC = dt.timezone.utc
 DAY = dt.date(2026, 11, 2)
@@ -208,50 +203,7 @@ def job(*, csv_file: bool) -> FileJob:
 
 def reference(job: FileJob, lines: list[tuple[int, bytes]], header: list[str] | None) -> Converted:
     """What the reference path alone makes of `lines`: the readers and `to_canonical`."""
-    done = Converted()
-    csv_lines = CsvLines(header) if job.csv else None
-    rows = []
-    for number, payload in lines:
-        text_, violation = decode_line(payload, job.max_line_bytes)
-        if csv_lines is None:
-            line = json_line(number, text_, violation)
-        else:
-            line = csv_lines.line(number, text_, violation)
-        if line is None:
-            continue
-        done.rows_read += 1
-        violation = line.violation
-        if violation is None:
-            try:
-                values = to_canonical(
-                    line.record,
-                    tenant=job.tenant,
-                    window_start=job.window_start,
-                    window_end=job.window_end,
-                    sites=job.sites,
-                )
-            except ContractViolation as err:
-                violation = err
-            else:
-                done.rows_loaded += 1
-                done.fields.update(json.loads(values[CONTRACT_COLUMNS.index("properties")]))
-                rows.append(copy_line((*values, job.day, job.source, number, job.run_id)))
-                continue
-        done.reasons[violation.reason.value] += 1
-        done.quarantined.append(
-            QuarantineRecord.of(
-                violation,
-                tenant_id=job.tenant,
-                partition_date=job.day,
-                layer="raw_file_events",
-                source=job.source,
-                source_line=number,
-                raw_text=line.text,
-                run_id=job.run_id,
-            )
-        )
-    done.text = "".join(rows).encode("utf-8")
-    return done
+    return Converter(job, header, fast=False).convert(lines)
 
 
 COPY_ESCAPES = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}

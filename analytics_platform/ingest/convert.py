@@ -70,8 +70,11 @@ class Converted:
 class Converter:
     """Converts one file's lines, batch after batch (a CSV file's header is kept between)."""
 
-    def __init__(self, job: FileJob, header: list[str] | None = None):
+    def __init__(self, job: FileJob, header: list[str] | None = None, *, fast: bool = True):
+        """`fast=False`: every line takes the reference path (what the fast paths are
+        tested against)."""
         self.job = job
+        self.fast = fast
         self.encoder = RowEncoder(job.tenant, job.window_start, job.window_end, job.sites)
         self.csv_lines = CsvLines(header) if job.csv else None
         self._middle = f"\t{copy_field(job.day)}\t{copy_field(job.source)}\t"
@@ -102,7 +105,7 @@ class Converter:
         A CSV block's plain rows are converted column by column (csv_columns.py),
         the rest line by line.
         """
-        columns = self.csv_columns()
+        columns = self.csv_columns() if self.fast else None
         plain = columns.split(first_number, block) if columns is not None else None
         if plain is None:
             return self.convert(block_lines(block, first_number))
@@ -146,7 +149,7 @@ class Converter:
         loaded_fast = 0
         for number, payload in lines:
             row = None
-            if len(payload) <= max_line_bytes:
+            if self.fast and len(payload) <= max_line_bytes:
                 short = len(payload) <= MAX_TEXT_CHARS
                 if csv_lines is None:
                     try:

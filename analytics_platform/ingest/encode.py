@@ -57,6 +57,7 @@ for _i, _f in enumerate(PICKED):
     if _f.nested:
         NESTED[_f.nested] = (*NESTED.get(_f.nested, ()), (_i, _f.column))
 NESTED_ROOTS = frozenset(path[0] for path in NESTED)
+_NESTED_ITEMS = tuple(NESTED.items())
 _PLAN_CACHE_SIZE = 256
 _KNOWN_VALUES = 1024
 
@@ -118,7 +119,8 @@ class RowEncoder:
         self.window_end = window_end
         self.sites = sites or frozenset({tenant})
         self._plans: dict[tuple[str, ...], Plan | None] = {}
-        self._known: list[set[object]] = [set() for _ in PATTERNS]  # values that matched
+        # (position, the pattern's fullmatch, the values that matched it so far)
+        self._patterns = [(at, pattern.fullmatch, set()) for at, pattern in PATTERNS]
         self._header: list[str] | None = None
         self.fields: set[str] = set()  # keys of the properties of the rows encoded
         self._csv: tuple[itemgetter, tuple[tuple[str, int], ...], int] | None = None
@@ -152,8 +154,17 @@ class RowEncoder:
         values = list(map(get, plan.keys))  # get(None) is None: the absent columns
         if "" in values:
             values = [None if v == "" else v for v in values]
-        if plan.nested:
-            _nested_fallbacks(record, values)
+        if plan.nested:  # contract.nested_value, for the columns still empty
+            for path, columns in _NESTED_ITEMS:
+                inner: object = record
+                for step in path:
+                    inner = inner.get(step) if type(inner) is dict else None
+                if type(inner) is dict:
+                    for at, name in columns:
+                        if values[at] is None:
+                            value = inner.get(name)
+                            if value != "":
+                                values[at] = value
         extra = [(key, record[key]) for key in plan.extra]
         return self._encode(
             values,
@@ -217,9 +228,11 @@ class RowEncoder:
             return None
         if None in _required(values):
             return None
-        decimals = [values[at] for at, _ in DECIMALS]
-        for at, _ in DECIMALS:
-            values[at] = None
+        amounts = tuple(map(values.__getitem__, _DECIMAL_AT))
+        has_amounts = amounts != _NO_AMOUNTS  # one compare: the common case costs least
+        if has_amounts:
+            for at in _DECIMAL_AT:
+                values[at] = None
         # Every other value must be a string (the slow path converts ints, refuses the rest).
         if not set(map(type, values)) <= _STR_OR_NONE:
             return None
@@ -246,27 +259,27 @@ class RowEncoder:
         if not _TRACKER_TIME(text):
             # The tracker's own form (2026-06-01T10:00:00.000Z) Postgres reads as is.
             values[OCCURRED_AT] = occurred_at.isoformat()
-        for (at, pattern), known in zip(PATTERNS, self._known, strict=True):
+        for at, matches, known in self._patterns:
             value = values[at]
             if value is not None and value not in known:
-                if not pattern.fullmatch(value):
+                if not matches(value):
                     return None
                 if len(known) < _KNOWN_VALUES:
                     known.add(value)
-        for (at, column), amount in zip(DECIMALS, decimals, strict=True):
-            if amount is not None:
-                if type(amount) not in _NUMBER_TYPES:
-                    return None
-                try:
-                    values[at] = str(parse_decimal(column, amount))
-                except ContractViolation:
-                    return None
+        if has_amounts:
+            for (at, column), amount in zip(DECIMALS, amounts, strict=True):
+                if amount is not None:
+                    if type(amount) not in _NUMBER_TYPES:
+                        return None
+                    try:
+                        values[at] = str(parse_decimal(column, amount))
+                    except ContractViolation:
+                        return None
 
         encoded = encode_properties(explicit, extra)
         if encoded is None:
             return None
         properties, keys = encoded
-        self.fields.update(keys)
         nulls = values.count(None)
         core = "\t".join([NULL if v is None else v for v in values])
         if needs_escape:
@@ -279,20 +292,8 @@ class RowEncoder:
                 and "\r" not in core
             ):
                 core = "\t".join([NULL if v is None else escape(v) for v in values])
+        self.fields.update(keys)  # only now: a row the slow path takes counts its own keys
         return f"{core}\t{properties}"
-
-
-def _nested_fallbacks(record: dict, values: list) -> None:
-    """`contract.nested_value` for the columns the record's top-level keys left empty."""
-    for path, columns in NESTED.items():
-        inner: object = record
-        for step in path:
-            inner = inner.get(step) if type(inner) is dict else None
-        if type(inner) is dict:
-            for at, name in columns:
-                if values[at] is None:
-                    value = inner.get(name)
-                    values[at] = None if value == "" else value
 
 
 def _tracker_time(text: str) -> bool:
@@ -309,6 +310,8 @@ def _tracker_time(text: str) -> bool:
 
 _TRACKER_TIME = _tracker_time
 _STR_OR_NONE = frozenset({str, type(None)})
+_DECIMAL_AT = tuple(at for at, _ in DECIMALS)
+_NO_AMOUNTS = (None,) * len(DECIMALS)
 _NUMBER_TYPES = frozenset({str, float, int})  # not bool, Decimal: the slow path refuses them
 _SEPARATORS = len(PICKED) - 1  # tabs between the picked fields
 _required = itemgetter(*REQUIRED_AT)

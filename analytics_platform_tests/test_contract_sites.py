@@ -146,3 +146,32 @@ def test_the_api_quarantines_events_from_a_site_its_tenant_does_not_own(
     add_site(postgres, api_tenant, "app-ios")
     meta = metadata(load(api_tenant, resources, instance, full_refresh=True))
     assert (meta["rows_loaded"], meta["rows_quarantined"]) == (3, 1)
+
+
+def test_replaying_the_quarantine_loads_an_event_once_its_site_is_added(
+    new_tenant, postgres, resources, landing_dir, instance
+):
+    from analytics_platform.ingest.reprocess import replay_quarantine
+
+    tenant = new_tenant("acme")
+    register_tenant(postgres, tenant, actor="test")
+    instance.add_dynamic_partitions("tenants", [tenant])
+    at = f"{DAY}T10:00:00.000Z"
+    write_lines(
+        day_file(landing_dir, tenant, DAY),
+        [tracker_event("r1", "v1", at, siteId="app-ios"), tracker_event("r2", "v1", at)],
+    )
+    load_files(tenant, resources, instance)
+    landing = resources["landing"]
+
+    still = replay_quarantine(postgres, landing, tenant, "replay-1")
+    assert (still.examined, still.moved, dict(still.still_failing)) == (
+        1,
+        0,
+        {"tenant_mismatch": 1},
+    )
+    add_site(postgres, tenant, "app-ios")
+    moved = replay_quarantine(postgres, landing, tenant, "replay-2")
+    assert (moved.examined, moved.moved) == (1, 1)
+    raw, _ = slice_of(postgres, tenant)
+    assert {(event, site) for _, _, event, site in raw} == {("r1", "app-ios"), ("r2", tenant)}

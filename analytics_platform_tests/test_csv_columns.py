@@ -169,7 +169,7 @@ def test_a_block_oddity_hands_the_whole_block_to_the_line_path(oddity):
     assert converter.csv_columns().split(1, block) is None
     by_lines = _converter().convert(block_lines(block, 1))
     assert _comparable(converter.convert_block(1, block)) == _comparable(by_lines)
-    assert any(row[7].startswith("e-raw") for row in by_lines.quarantined)
+    assert any(record.raw_text.startswith("e-raw") for record in by_lines.quarantined)
 
 
 def test_a_header_without_the_required_columns_is_read_line_by_line():
@@ -181,9 +181,9 @@ def test_a_header_without_the_required_columns_is_read_line_by_line():
 def test_a_carriage_return_inside_a_row_is_quarantined_not_fatal():
     line = b"e-1,acme,page_view,2026-11-02T10:00:00.000Z,v,a\rb,,,,"
     done = _converter().convert([(7, line)])
-    ((*_, source_line, reason, detail, text, _run),) = done.quarantined
-    assert (source_line, reason, text) == (7, "wrong_type", line.decode())
-    assert detail.startswith("not a CSV row")
+    (record,) = done.quarantined
+    assert (record.source_line, record.reason, record.raw_text) == (7, "wrong_type", line.decode())
+    assert record.detail.startswith("not a CSV row")
 
 
 def test_quarantined_rows_leave_no_reference_cycles():

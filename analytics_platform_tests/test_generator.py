@@ -6,12 +6,17 @@ import datetime as dt
 from collections import Counter
 
 from analytics_platform.demo.generator import FORMATS, generate_landing
-from analytics_platform.ingest.contract import ContractViolation, to_canonical
+from analytics_platform.ingest.contract import CONTRACT_COLUMNS, ContractViolation, to_canonical
 from analytics_platform.ingest.files import read_landing_file
 from analytics_platform.resources.landing import LandingZoneResource
 
 DAYS = [dt.date(2026, 11, 1) + dt.timedelta(days=i) for i in range(4)]
 TENANTS = ("acme", "globex")
+
+
+VISITOR, OCCURRED, HINT, EVENT_TYPE = map(
+    CONTRACT_COLUMNS.index, ("visitor_id", "occurred_at", "session_hint", "event_type")
+)
 
 
 def outcome(landing: LandingZoneResource, tenant: str, day: dt.date, path):
@@ -37,7 +42,7 @@ def count_sessions(rows) -> int:
     sessions = 0
     previous = {}
     for row in sorted(rows, key=lambda r: (r[5], r[4])):  # visitor_id, occurred_at
-        visitor, at, hint = row[5], row[4], row[7]
+        visitor, at, hint = row[VISITOR], row[OCCURRED], row[HINT]
         last = previous.get(visitor)
         if last is None or last[1] != hint or at - last[0] > dt.timedelta(minutes=30):
             sessions += 1
@@ -48,15 +53,14 @@ def count_sessions(rows) -> int:
 def test_every_file_yields_exactly_what_the_generator_expects(tmp_path):
     generated = generate_landing(tmp_path, TENANTS, DAYS, events_per_day=150, malformed_per_file=3)
     landing = LandingZoneResource(root=str(tmp_path))
-    visitor_column = 5  # CONTRACT_COLUMNS index of visitor_id
     for (tenant, day), expected in generated.days.items():
         rows, reasons = outcome(landing, tenant, day, expected.file)
         assert len(rows) == expected.valid == 150
         assert dict(reasons) == expected.quarantined
         assert sum(reasons.values()) == 3
         assert len(rows) + sum(reasons.values()) == expected.rows_read
-        assert len({row[visitor_column] for row in rows}) == expected.visitors
-        assert sum(row[2] == "page_view" for row in rows) == expected.page_views
+        assert len({row[VISITOR] for row in rows}) == expected.visitors
+        assert sum(row[EVENT_TYPE] == "page_view" for row in rows) == expected.page_views
         assert count_sessions(rows) == expected.sessions
 
 
@@ -93,9 +97,9 @@ def test_event_ids_are_unique_per_tenant_and_sessions_stay_inside_the_day(tmp_pa
     for (tenant, day), expected in generated.days.items():
         rows, _ = outcome(landing, tenant, day, expected.file)
         ids += [row[0] for row in rows]
-        visitors_by_day.append({row[5] for row in rows})
+        visitors_by_day.append({row[VISITOR] for row in rows})
         assert count_sessions(rows) == expected.sessions
-        assert all(row[4].date() == day for row in rows)
+        assert all(row[OCCURRED].date() == day for row in rows)
     assert len(ids) == len(set(ids)) == 300 * len(DAYS)
     # Visitors come back on later days, and some the same day: the returning-visitor and
     # session metrics have something to count.

@@ -121,6 +121,10 @@ def test_timestamps_in_every_accepted_shape(value, expected):
         ({"currency": "euro"}, Reason.WRONG_TYPE),
         ({"visitorId": "v\x00"}, Reason.WRONG_TYPE),  # Postgres text cannot hold NUL
         ({"screen": {"k\x00": 1}}, Reason.WRONG_TYPE),  # nor can jsonb
+        ({"visitorId": "v\ud800"}, Reason.WRONG_TYPE),  # json.loads reads a lone surrogate
+        ({"screen": ["\udfff"]}, Reason.WRONG_TYPE),  # which UTF-8 cannot hold
+        ({"siteId": "othertenant"}, Reason.TENANT_MISMATCH),  # not one of acme's sites
+        ({"site_id": 42}, Reason.TENANT_MISMATCH),
     ],
 )
 def test_contract_violations_carry_a_reason(change, reason):

@@ -18,26 +18,48 @@ from dagster import (
 from analytics_platform.assets.row_counts import row_count_metadata
 from analytics_platform.checks.freshness import LAYER_FRESHNESS
 from analytics_platform.checks.parity import ingest_parity
+from analytics_platform.ingest.contract import CONTRACT, Field, Kind
 from analytics_platform.ingest.drift import record_new_fields
 from analytics_platform.ingest.landing_log import file_versions, record_loaded_files
 from analytics_platform.ingest.load import LAYER, RAW_FILE_EVENTS, load_tenant_day
 from analytics_platform.partitions import tenant_day, tenant_days
 from analytics_platform.resources.landing import LandingZoneResource
 from analytics_platform.resources.postgres import PostgresResource
+from analytics_platform.tenants.sites import tenant_sites
+
+# The Postgres type of each kind of contract column (sql/warehouse.sql).
+POSTGRES_TYPES = {
+    Kind.TEXT: "text",
+    Kind.TENANT: "text",
+    Kind.SITE: "text",
+    Kind.TIMESTAMP: "timestamptz",
+    Kind.DECIMAL: "numeric",
+    Kind.JSON: "jsonb",
+}
+COLUMN_NOTES = {
+    "event_id": "Tracker event id",
+    "site_id": "Site that sent the event (the tenant's id when the event named none)",
+    "session_hint": "Client session id",
+    "properties": "Fields outside the contract",
+}
 
 
 def raw_table_schema(tenant: str, partition_date: str, source: str, line: str) -> TableSchema:
-    """The raw tables' schema for the UI; the lineage columns are described per source."""
+    """The raw tables' schema for the UI, from the contract; lineage columns per source."""
+
+    def described(field: Field) -> str:
+        if field.kind is Kind.TENANT:
+            return tenant
+        spellings = "/".join(field.names)
+        note = COLUMN_NOTES.get(field.column, "From")
+        return f"{note} ({spellings})" if field.column in COLUMN_NOTES else f"{note} {spellings}"
+
     return TableSchema(
         columns=[
-            TableColumn("event_id", "text", description="Tracker event id"),
-            TableColumn("tenant_id", "text", description=tenant),
-            TableColumn("event_type", "text"),
-            TableColumn("occurred_at", "timestamptz"),
-            TableColumn("visitor_id", "text"),
-            TableColumn("session_hint", "text", description="Client session id"),
-            TableColumn("revenue", "numeric"),
-            TableColumn("properties", "jsonb", description="Fields outside the contract"),
+            *(
+                TableColumn(f.column, POSTGRES_TYPES[f.kind], description=described(f))
+                for f in CONTRACT
+            ),
             TableColumn("_partition_date", "date", description=partition_date),
             TableColumn("_source", "text", description=source),
             TableColumn("_source_line", "integer", description=line),
@@ -101,10 +123,15 @@ def raw_file_events(
     postgres.ensure_warehouse()
     slices = tenant_days(context.partition_keys)
     reports = []
+    sites = {t: tenant_sites(postgres, t) for t in sorted({s.tenant for s in slices})}
     with postgres.transaction() as conn:
         for slice_ in slices:
             versions = file_versions(landing, landing.files_for(slice_))
-            reports.append(load_tenant_day(postgres, conn, landing, slice_, context.run.run_id))
+            reports.append(
+                load_tenant_day(
+                    postgres, conn, landing, slice_, context.run.run_id, sites[slice_.tenant]
+                )
+            )
             record_loaded_files(conn, slice_, versions, context.run.run_id)
         new_fields = record_new_fields(
             conn, ((r.slice, f.source, f.fields) for r in reports for f in r.files)

@@ -27,9 +27,10 @@ from analytics_platform.ingest.contract import (
     ContractViolation,
     to_canonical,
 )
-from analytics_platform.ingest.copy_text import copy_field, copy_line, quarantine_text
+from analytics_platform.ingest.copy_text import copy_field, copy_line
 from analytics_platform.ingest.encode import RowEncoder
 from analytics_platform.ingest.files import CsvLines, decode_line, json_line
+from analytics_platform.ingest.quarantine import QuarantineRecord
 
 if TYPE_CHECKING:
     from analytics_platform.ingest.csv_columns import CsvColumns
@@ -51,6 +52,7 @@ class FileJob:
     run_id: str
     max_line_bytes: int
     csv: bool
+    sites: frozenset[str] | None = None  # the tenant's sites; None: its default site only
 
 
 @dataclass
@@ -61,16 +63,19 @@ class Converted:
     rows_read: int = 0
     rows_loaded: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
-    quarantined: list[tuple[object, ...]] = field(default_factory=list)
+    quarantined: list[QuarantineRecord] = field(default_factory=list)
     fields: set[str] = field(default_factory=set)  # keys in the loaded rows' properties
 
 
 class Converter:
     """Converts one file's lines, batch after batch (a CSV file's header is kept between)."""
 
-    def __init__(self, job: FileJob, header: list[str] | None = None):
+    def __init__(self, job: FileJob, header: list[str] | None = None, *, fast: bool = True):
+        """`fast=False`: every line takes the reference path (what the fast paths are
+        tested against)."""
         self.job = job
-        self.encoder = RowEncoder(job.tenant, job.window_start, job.window_end)
+        self.fast = fast
+        self.encoder = RowEncoder(job.tenant, job.window_start, job.window_end, job.sites)
         self.csv_lines = CsvLines(header) if job.csv else None
         self._middle = f"\t{copy_field(job.day)}\t{copy_field(job.source)}\t"
         self._tail = f"\t{copy_field(job.run_id)}\n"
@@ -100,7 +105,7 @@ class Converter:
         A CSV block's plain rows are converted column by column (csv_columns.py),
         the rest line by line.
         """
-        columns = self.csv_columns()
+        columns = self.csv_columns() if self.fast else None
         plain = columns.split(first_number, block) if columns is not None else None
         if plain is None:
             return self.convert(block_lines(block, first_number))
@@ -121,18 +126,17 @@ class Converter:
 
     def _quarantine_row(
         self, number: int, text: str, violation: ContractViolation
-    ) -> tuple[object, ...]:
+    ) -> QuarantineRecord:
         job = self.job
-        return (
-            job.tenant,
-            job.day,
-            LAYER,
-            job.source,
-            number,
-            violation.reason.value,
-            violation.detail,
-            quarantine_text(text),
-            job.run_id,
+        return QuarantineRecord.of(
+            violation,
+            tenant_id=job.tenant,
+            partition_date=job.day,
+            layer=LAYER,
+            source=job.source,
+            source_line=number,
+            raw_text=text,
+            run_id=job.run_id,
         )
 
     def convert(self, lines: Iterable[tuple[int, bytes]]) -> Converted:
@@ -145,7 +149,7 @@ class Converter:
         loaded_fast = 0
         for number, payload in lines:
             row = None
-            if len(payload) <= max_line_bytes:
+            if self.fast and len(payload) <= max_line_bytes:
                 short = len(payload) <= MAX_TEXT_CHARS
                 if csv_lines is None:
                     try:
@@ -197,6 +201,7 @@ class Converter:
                         tenant=job.tenant,
                         window_start=job.window_start,
                         window_end=job.window_end,
+                        sites=job.sites,
                     )
                 except ContractViolation as err:
                     # A copy, never raised: the caught one's traceback would keep this

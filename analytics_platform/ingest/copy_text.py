@@ -13,7 +13,9 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 NULL = "\\N"
-_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+BACKSLASH = "\\"
+ESCAPED_BACKSLASH = "\\\\"
+_ESCAPES = str.maketrans({BACKSLASH: ESCAPED_BACKSLASH, "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
 def escape(text: str) -> str:
@@ -21,6 +23,22 @@ def escape(text: str) -> str:
     if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
         return text.translate(_ESCAPES)
     return text
+
+
+def escape_backslashes(text: str) -> str:
+    """`escape` for text that holds no tab, newline or carriage return (JSON a serializer
+    wrote escapes them itself; the CSV lines the column path takes have none)."""
+    return text.replace(BACKSLASH, ESCAPED_BACKSLASH) if BACKSLASH in text else text
+
+
+def escape_backslashes_bytes(data: bytes) -> bytes:
+    """`escape_backslashes` of UTF-8 bytes (a backslash byte is never inside a character)."""
+    return data.replace(b"\\", b"\\\\")
+
+
+def unescape_backslashes(text: str) -> str:
+    """The text `escape_backslashes` was given."""
+    return text.replace(ESCAPED_BACKSLASH, BACKSLASH)
 
 
 def quarantine_text(text: str) -> str:

@@ -11,10 +11,12 @@ A row takes this path when its line:
   its inner quotes doubled (where Arrow and Python's csv module agree), and holds
   no tab (to escape) or NUL (to quarantine);
 - has as many fields as the header, and is at most MAX_TEXT_CHARS bytes;
-- has every required value, and an empty payload tenant or the folder's;
+- has every required value, an empty payload tenant or the folder's, and an
+  empty site or one of the tenant's;
 - has a timestamp in the tracker's form (2026-06-01T10:00:00.000Z) inside the window;
-- has an event type and a currency the contract accepts, and no revenue (the
-  per-line path normalises amounts).
+- has values matching every pattern of the contract (event type, currency), and
+  no decimal (revenue: the per-line path normalises amounts).
+Which columns these are comes from the contract (contract.py, via encode.py's plan).
 """
 
 from __future__ import annotations
@@ -26,15 +28,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
-from analytics_platform.ingest.contract import (
-    CURRENCY_PATTERN,
-    EVENT_TYPE_PATTERN,
-    MAX_TEXT_CHARS,
-    REQUIRED,
+from analytics_platform.ingest.contract import MAX_TEXT_CHARS
+from analytics_platform.ingest.copy_text import (
+    BACKSLASH,
+    ESCAPED_BACKSLASH,
+    NULL,
+    escape_backslashes_bytes,
+    unescape_backslashes,
 )
-from analytics_platform.ingest.copy_text import NULL
 from analytics_platform.ingest.encode import (
-    PICKED_COLUMNS,
+    DECIMALS,
+    JSON_COLUMN,
+    OCCURRED_AT,
+    PATTERNS,
+    REQUIRED_AT,
+    SITE_AT,
     TENANT_AT,
     RowEncoder,
     encode_properties,
@@ -77,10 +85,9 @@ class CsvColumns:
         tail: str,
     ):
         plan = encoder.plan(tuple(header)) if len(set(header)) == len(header) else None
-        usable = plan is not None and not plan.attribution
+        usable = plan is not None and not plan.nested
         if usable:
-            present = dict(zip(PICKED_COLUMNS, plan.keys, strict=True))
-            usable = all(present[column] is not None for column in REQUIRED)
+            usable = all(plan.keys[at] is not None for at in REQUIRED_AT)
         self.plan = plan if usable else None
         self.encoder = encoder
         self.header = header
@@ -115,8 +122,7 @@ class CsvColumns:
         rows = rows[kept]
         if len(rows) < table.num_rows:
             table = table.take(pa.array(rows, pa.int64()))
-        parts = [NULL_SCALAR if key is None else self._get(table, key) for key in self.plan.keys]
-        parts.insert(TENANT_AT, pa.scalar(self.encoder.tenant))
+        parts = self._parts(table)
         middle, tail = self.after
         numbers = pa.array(candidates[rows] + first_number).cast(pa.string())
         joined = pc.binary_join_element_wise(
@@ -134,7 +140,7 @@ class CsvColumns:
         rest_at = np.flatnonzero(rest)
         rest_lines = lines.take(rest_at).to_pylist()
         if escaped:
-            rest_lines = [line.replace("\\\\", "\\") for line in rest_lines]
+            rest_lines = [unescape_backslashes(line) for line in rest_lines]
         return PlainRows(
             text=_data(joined),
             rows=len(rows),
@@ -170,29 +176,43 @@ class CsvColumns:
     def _get(self, table: pa.Table, key: str) -> pa.StringArray:
         return table.column(self.header.index(key)).combine_chunks()
 
+    def _parts(self, table: pa.Table) -> list[pa.Array | pa.Scalar]:
+        """The picked columns of the plain rows: the tenant's id, the site (the tenant's
+        default where none is named), the others as the file has them."""
+        tenant = pa.scalar(self.encoder.tenant)
+        parts: list[pa.Array | pa.Scalar] = []
+        for at, key in enumerate(self.plan.keys):
+            if at == TENANT_AT:
+                parts.append(tenant)
+            elif at == SITE_AT and key is not None:
+                parts.append(pc.coalesce(self._get(table, key), tenant))
+            elif at == SITE_AT:
+                parts.append(tenant)
+            else:
+                parts.append(NULL_SCALAR if key is None else self._get(table, key))
+        return parts
+
     def _plain_mask(self, table: pa.Table) -> np.ndarray | None:
-        plan = self.plan
-        key = dict(zip(PICKED_COLUMNS, plan.keys, strict=True))
-        masks = [pc.is_valid(self._get(table, key[column])) for column in REQUIRED]
-        if plan.tenant_key is not None:
-            tenant = self._get(table, plan.tenant_key)
-            masks.append(pc.or_kleene(pc.is_null(tenant), pc.equal(tenant, self.encoder.tenant)))
-        if key["revenue"] is not None:
-            masks.append(pc.is_null(self._get(table, key["revenue"])))
-        masks.append(
-            pc.match_substring_regex(
-                self._get(table, key["event_type"]), EVENT_TYPE_PATTERN.pattern
-            )
-        )
-        if key["currency"] is not None:
-            currency = self._get(table, key["currency"])
-            masks.append(
-                pc.or_kleene(
-                    pc.is_null(currency),
-                    pc.match_substring_regex(currency, CURRENCY_PATTERN.pattern),
-                )
-            )
-        occurred = self._get(table, key["occurred_at"])
+        """Which rows meet every rule of the contract plainly (module docstring)."""
+        keys = self.plan.keys
+        encoder = self.encoder
+        masks = [pc.is_valid(self._get(table, keys[at])) for at in REQUIRED_AT]
+        if keys[TENANT_AT] is not None:
+            tenant = self._get(table, keys[TENANT_AT])
+            masks.append(pc.or_kleene(pc.is_null(tenant), pc.equal(tenant, encoder.tenant)))
+        if keys[SITE_AT] is not None:
+            site = self._get(table, keys[SITE_AT])
+            sites = pa.array(sorted(encoder.sites), pa.string())
+            masks.append(pc.or_kleene(pc.is_null(site), pc.is_in(site, value_set=sites)))
+        for at, _ in DECIMALS:
+            if keys[at] is not None:
+                masks.append(pc.is_null(self._get(table, keys[at])))
+        for at, pattern in PATTERNS:
+            if keys[at] is not None:
+                values = self._get(table, keys[at])
+                matches = pc.match_substring_regex(values, pattern.pattern)
+                masks.append(pc.or_kleene(pc.is_null(values), matches))
+        occurred = self._get(table, keys[OCCURRED_AT])
         tracker = pc.match_substring_regex(occurred, TRACKER_TIME)
         try:
             times = pc.if_else(tracker, occurred, EPOCH_TEXT).cast(TIMESTAMP)
@@ -216,10 +236,10 @@ class CsvColumns:
         def values(key: str) -> list[str | None]:
             column = self._get(table, key).take(at)
             if escaped:  # the JSON and the extra values as the file has them
-                column = pc.replace_substring(column, "\\\\", "\\")
+                column = pc.replace_substring(column, ESCAPED_BACKSLASH, BACKSLASH)
             return column.to_pylist()
 
-        explicit = values("properties") if self.plan.properties else [None] * len(rows)
+        explicit = values(JSON_COLUMN) if self.plan.properties else [None] * len(rows)
         extras = [(key, values(key)) for key in self.plan.extra]
         texts: list[str] = []
         kept = np.ones(len(rows), dtype=bool)
@@ -250,9 +270,9 @@ def _lines(block: bytes) -> tuple[bytes, pa.StringArray, bool] | None:
         block = block.replace(b"\r\n", b"\n")
     if not block.endswith(b"\n"):
         block += b"\n"
-    escaped = b"\\" in block
+    escaped = BACKSLASH.encode() in block
     if escaped:
-        block = block.replace(b"\\", b"\\\\")
+        block = escape_backslashes_bytes(block)
     try:
         text = pa.array([block], pa.binary()).cast(pa.string())
     except pa.ArrowInvalid:

@@ -21,20 +21,15 @@ from operator import itemgetter
 import orjson
 
 from analytics_platform.ingest.contract import (
-    ALIASES,
-    CONTRACT_COLUMNS,
-    CURRENCY_PATTERN,
-    EVENT_TYPE_PATTERN,
+    CONTRACT,
     KNOWN_KEYS,
     MAX_TEXT_CHARS,
-    REQUIRED,
-    TENANT_ALIASES,
-    UTM_FIELDS,
     ContractViolation,
-    _revenue,
+    Kind,
+    parse_decimal,
     parse_timestamp,
 )
-from analytics_platform.ingest.copy_text import NULL, escape
+from analytics_platform.ingest.copy_text import NULL, escape, escape_backslashes
 
 # orjson reads an integer literal beyond 64 bits as a float, the json module as an
 # int: a float this large in properties may be such a literal, so the record takes
@@ -42,14 +37,27 @@ from analytics_platform.ingest.copy_text import NULL, escape
 HUGE_FLOAT = 2.0**63
 UTC = dt.timezone.utc
 
-# Columns in CONTRACT_COLUMNS order, except tenant_id and properties.
-PICKED_COLUMNS = tuple(c for c in CONTRACT_COLUMNS if c not in ("tenant_id", "properties"))
-_INDEX = {column: i for i, column in enumerate(PICKED_COLUMNS)}
-_UTM_INDEX = tuple((_INDEX[f], f) for f in UTM_FIELDS)
-_REQUIRED_INDEX = tuple(_INDEX[c] for c in REQUIRED)
-_OCCURRED, _TYPE = _INDEX["occurred_at"], _INDEX["event_type"]
-_REVENUE, _CURRENCY = _INDEX["revenue"], _INDEX["currency"]
-TENANT_AT = CONTRACT_COLUMNS.index("tenant_id")
+# The plan of a row, derived from CONTRACT: every column but the JSON one (the last)
+# is picked by position; each kind's rule is applied below, or the row goes slow.
+if CONTRACT[-1].kind is not Kind.JSON or sum(f.kind is Kind.JSON for f in CONTRACT) != 1:
+    raise RuntimeError("encode.py writes the one JSON column last: change it with the contract")
+PICKED = CONTRACT[:-1]
+PICKED_COLUMNS = tuple(f.column for f in PICKED)
+JSON_COLUMN = CONTRACT[-1].column
+_AT = {f.column: i for i, f in enumerate(PICKED)}
+TENANT_AT = next(i for i, f in enumerate(PICKED) if f.kind is Kind.TENANT)
+SITE_AT = next(i for i, f in enumerate(PICKED) if f.kind is Kind.SITE)
+(OCCURRED_AT,) = (i for i, f in enumerate(PICKED) if f.kind is Kind.TIMESTAMP)
+DECIMALS = tuple((i, f.column) for i, f in enumerate(PICKED) if f.kind is Kind.DECIMAL)
+PATTERNS = tuple((i, f.pattern) for i, f in enumerate(PICKED) if f.pattern is not None)
+REQUIRED_AT = tuple(i for i, f in enumerate(PICKED) if f.required)
+# Columns with a fallback inside nested objects (utm_* in attribution.utmParams).
+NESTED: dict[tuple[str, ...], tuple[tuple[int, str], ...]] = {}
+for _i, _f in enumerate(PICKED):
+    if _f.nested:
+        NESTED[_f.nested] = (*NESTED.get(_f.nested, ()), (_i, _f.column))
+NESTED_ROOTS = frozenset(path[0] for path in NESTED)
+_NESTED_ITEMS = tuple(NESTED.items())
 _PLAN_CACHE_SIZE = 256
 _KNOWN_VALUES = 1024
 
@@ -72,24 +80,24 @@ def _has_huge_float(value: dict | list) -> bool:
 class Plan:
     """Where each column's value is in records with one key layout (or one CSV header)."""
 
-    __slots__ = ("attribution", "extra", "keys", "properties", "tenant_key")
+    __slots__ = ("extra", "keys", "nested", "properties")
 
     def __init__(self, layout: tuple[str, ...]):
         present = set(layout)
         keys: list[str | None] = []
-        for column in PICKED_COLUMNS:
-            spellings = [s for s in ALIASES[column] if s in present]
+        for f in PICKED:
+            spellings = [s for s in f.names if s in present]
             if len(spellings) > 1:
                 raise _NoPlan  # which spelling wins depends on values: the slow path decides
             keys.append(spellings[0] if spellings else None)
-        tenant = [s for s in TENANT_ALIASES if s in present]
-        if len(tenant) > 1:
-            raise _NoPlan
         self.keys = tuple(keys)
-        self.tenant_key = tenant[0] if tenant else None
         self.extra = tuple(k for k in layout if k not in KNOWN_KEYS)
-        self.attribution = "attribution" in present
-        self.properties = "properties" in present
+        self.nested = bool(NESTED_ROOTS & present)
+        self.properties = JSON_COLUMN in present
+
+    def key(self, column: str) -> str | None:
+        """Where `column`'s value is, or None when no key of the layout names it."""
+        return self.keys[_AT[column]]
 
 
 class _NoPlan(Exception):
@@ -99,16 +107,23 @@ class _NoPlan(Exception):
 class RowEncoder:
     """COPY text rows (the contract's columns) for one tenant-day's window."""
 
-    def __init__(self, tenant: str, window_start: dt.datetime, window_end: dt.datetime):
+    def __init__(
+        self,
+        tenant: str,
+        window_start: dt.datetime,
+        window_end: dt.datetime,
+        sites: frozenset[str] | None = None,
+    ):
         self.tenant = tenant
         self.window_start = window_start
         self.window_end = window_end
+        self.sites = sites or frozenset({tenant})
         self._plans: dict[tuple[str, ...], Plan | None] = {}
-        self._event_types: set[object] = set()
-        self._currencies: set[object] = set()
+        # (position, the pattern's fullmatch, the values that matched it so far)
+        self._patterns = [(at, pattern.fullmatch, set()) for at, pattern in PATTERNS]
         self._header: list[str] | None = None
         self.fields: set[str] = set()  # keys of the properties of the rows encoded
-        self._csv: tuple[itemgetter, int, tuple[tuple[str, int], ...], int] | None = None
+        self._csv: tuple[itemgetter, tuple[tuple[str, int], ...], int] | None = None
 
     def plan(self, layout: tuple[str, ...]) -> Plan | None:
         try:
@@ -124,7 +139,7 @@ class RowEncoder:
             return plan
 
     def encode(self, record: object, *, needs_escape: bool, short: bool) -> str | None:
-        """The row's first 21 fields (tab-separated, no newline), or None for the slow path.
+        """The row's contract fields (tab-separated, no newline), or None for the slow path.
 
         `record` comes from orjson or is a CSV row's dict. `needs_escape`: its source
         text may hold a backslash, tab, newline, carriage return or NUL inside a value.
@@ -139,19 +154,21 @@ class RowEncoder:
         values = list(map(get, plan.keys))  # get(None) is None: the absent columns
         if "" in values:
             values = [None if v == "" else v for v in values]
-        if plan.attribution:
-            attribution = record["attribution"]
-            if isinstance(attribution, dict):
-                params = attribution.get("utmParams")
-                if isinstance(params, dict):
-                    for at, name in _UTM_INDEX:
-                        if not values[at]:
-                            values[at] = params.get(name)
+        if plan.nested:  # contract.nested_value, for the columns still empty
+            for path, columns in _NESTED_ITEMS:
+                inner: object = record
+                for step in path:
+                    inner = inner.get(step) if type(inner) is dict else None
+                if type(inner) is dict:
+                    for at, name in columns:
+                        if values[at] is None:
+                            value = inner.get(name)
+                            if value != "":
+                                values[at] = value
         extra = [(key, record[key]) for key in plan.extra]
         return self._encode(
             values,
-            get(plan.tenant_key),
-            get("properties") if plan.properties else None,
+            get(JSON_COLUMN) if plan.properties else None,
             extra,
             needs_escape,
             short,
@@ -167,7 +184,8 @@ class RowEncoder:
             self._csv = None
             if len(set(header)) == len(header):  # a repeated name: the slow path
                 plan = self.plan(tuple(header))
-                if plan is not None:
+                # A nested fallback needs an object, which a CSV field never is.
+                if plan is not None and not plan.nested:
                     absent = len(header)
 
                     def at(key: str | None) -> int:
@@ -175,17 +193,15 @@ class RowEncoder:
 
                     self._csv = (
                         itemgetter(*(at(key) for key in plan.keys)),
-                        at(plan.tenant_key),
                         tuple((key, at(key)) for key in plan.extra),
-                        at("properties") if plan.properties else absent,
+                        at(JSON_COLUMN) if plan.properties else absent,
                     )
         if self._csv is None:
             return None
-        pick, tenant_at, extra_at, properties_at = self._csv
+        pick, extra_at, properties_at = self._csv
         fields.append("")  # what an absent column reads (its position is len(header))
         return self._encode(
             [value or None for value in pick(fields)],
-            fields[tenant_at],
             fields[properties_at],
             [(key, fields[i]) for key, i in extra_at],
             needs_escape,
@@ -195,25 +211,35 @@ class RowEncoder:
     def _encode(
         self,
         values: list,
-        payload_tenant: object,
         explicit: object,
         extra: list[tuple[str, object]],
         needs_escape: bool,
         short: bool,
     ) -> str | None:
-        if payload_tenant is not None and payload_tenant != "" and payload_tenant != self.tenant:
+        # Each rule in to_canonical's order; any doubt and the slow path decides.
+        payload_tenant = values[TENANT_AT]
+        if payload_tenant is not None and payload_tenant != self.tenant:
+            return None
+        values[TENANT_AT] = self.tenant
+        site = values[SITE_AT]
+        if site is None:
+            values[SITE_AT] = self.tenant
+        elif type(site) is not str or site not in self.sites:
             return None
         if None in _required(values):
             return None
-        revenue = values[_REVENUE]
-        values[_REVENUE] = None
+        amounts = tuple(map(values.__getitem__, _DECIMAL_AT))
+        has_amounts = amounts != _NO_AMOUNTS  # one compare: the common case costs least
+        if has_amounts:
+            for at in _DECIMAL_AT:
+                values[at] = None
         # Every other value must be a string (the slow path converts ints, refuses the rest).
         if not set(map(type, values)) <= _STR_OR_NONE:
             return None
         if not short and any(len(v) > MAX_TEXT_CHARS for v in values if v is not None):
             return None
 
-        text = values[_OCCURRED]
+        text = values[OCCURRED_AT]
         if ":" in text:  # not epoch seconds: parse_timestamp, minus its numeric branch
             try:
                 occurred_at = _fromisoformat(text.strip().replace("Z", "+00:00"))
@@ -232,36 +258,30 @@ class RowEncoder:
             return None
         if not _TRACKER_TIME(text):
             # The tracker's own form (2026-06-01T10:00:00.000Z) Postgres reads as is.
-            values[_OCCURRED] = occurred_at.isoformat()
-        event_type = values[_TYPE]
-        if event_type not in self._event_types:
-            if not EVENT_TYPE_PATTERN.fullmatch(event_type):
-                return None
-            if len(self._event_types) < _KNOWN_VALUES:
-                self._event_types.add(event_type)
-        currency = values[_CURRENCY]
-        if currency is not None and currency not in self._currencies:
-            if not CURRENCY_PATTERN.fullmatch(currency):
-                return None
-            if len(self._currencies) < _KNOWN_VALUES:
-                self._currencies.add(currency)
-        if revenue is not None:
-            if type(revenue) is not str and type(revenue) is not float and type(revenue) is not int:
-                return None
-            try:
-                values[_REVENUE] = str(_revenue(revenue))
-            except ContractViolation:
-                return None
+            values[OCCURRED_AT] = occurred_at.isoformat()
+        for at, matches, known in self._patterns:
+            value = values[at]
+            if value is not None and value not in known:
+                if not matches(value):
+                    return None
+                if len(known) < _KNOWN_VALUES:
+                    known.add(value)
+        if has_amounts:
+            for (at, column), amount in zip(DECIMALS, amounts, strict=True):
+                if amount is not None:
+                    if type(amount) not in _NUMBER_TYPES:
+                        return None
+                    try:
+                        values[at] = str(parse_decimal(column, amount))
+                    except ContractViolation:
+                        return None
 
         encoded = encode_properties(explicit, extra)
         if encoded is None:
             return None
         properties, keys = encoded
-        self.fields.update(keys)
         nulls = values.count(None)
-        fields = [NULL if v is None else v for v in values]
-        fields.insert(TENANT_AT, self.tenant)
-        core = "\t".join(fields)
+        core = "\t".join([NULL if v is None else v for v in values])
         if needs_escape:
             if "\x00" in core:
                 return None  # Postgres cannot store it: the slow path quarantines the row
@@ -271,9 +291,8 @@ class RowEncoder:
                 and "\n" not in core
                 and "\r" not in core
             ):
-                fields = [NULL if v is None else escape(v) for v in values]
-                fields.insert(TENANT_AT, self.tenant)
-                core = "\t".join(fields)
+                core = "\t".join([NULL if v is None else escape(v) for v in values])
+        self.fields.update(keys)  # only now: a row the slow path takes counts its own keys
         return f"{core}\t{properties}"
 
 
@@ -291,8 +310,11 @@ def _tracker_time(text: str) -> bool:
 
 _TRACKER_TIME = _tracker_time
 _STR_OR_NONE = frozenset({str, type(None)})
-_SEPARATORS = len(CONTRACT_COLUMNS) - 2  # tabs between the first 20 fields
-_required = itemgetter(*_REQUIRED_INDEX)
+_DECIMAL_AT = tuple(at for at, _ in DECIMALS)
+_NO_AMOUNTS = (None,) * len(DECIMALS)
+_NUMBER_TYPES = frozenset({str, float, int})  # not bool, Decimal: the slow path refuses them
+_SEPARATORS = len(PICKED) - 1  # tabs between the picked fields
+_required = itemgetter(*REQUIRED_AT)
 
 
 def encode_properties(
@@ -327,6 +349,4 @@ def encode_properties(
     decoded = text.decode("utf-8")
     if "\\u0000" in decoded:
         return None  # a NUL character, or that text: the slow path decides
-    if "\\" in decoded:
-        decoded = decoded.replace("\\", "\\\\")
-    return decoded, props
+    return escape_backslashes(decoded), props

@@ -18,7 +18,6 @@ are never opened; they are recorded once (refusals.py).
 from __future__ import annotations
 
 import os
-import tempfile
 from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -45,28 +44,22 @@ from analytics_platform.ingest.convert import (
     FileJob,
 )
 from analytics_platform.ingest.convert_worker import WorkerPool
-from analytics_platform.ingest.copy_text import copy_line
 from analytics_platform.ingest.files import is_csv
 from analytics_platform.ingest.landing_tree import Refusal, RefusedPathError
+from analytics_platform.ingest.quarantine import (
+    QUARANTINE,
+    QuarantineRecord,
+    QuarantineSpool,
+    write_quarantine,
+)
 from analytics_platform.ingest.refusals import record_refusals
 from analytics_platform.partitions import TenantDay
 from analytics_platform.resources.landing import LandingZoneResource
 from analytics_platform.resources.postgres import PostgresResource
+from analytics_platform.tenants.sites import tenant_sites
 
 RAW_FILE_EVENTS = "raw.file_events"
 RAW_COLUMNS = (*CONTRACT_COLUMNS, "_partition_date", "_source", "_source_line", "_run_id")
-QUARANTINE = "platform.quarantine"
-QUARANTINE_COLUMNS = (
-    "tenant_id",
-    "partition_date",
-    "layer",
-    "source",
-    "source_line",
-    "reason",
-    "detail",
-    "raw_text",
-    "run_id",
-)
 PARALLEL_MIN_BYTES = 16 << 20  # smaller files are converted in this thread
 
 
@@ -125,39 +118,6 @@ class SliceReport:
     @property
     def reasons(self) -> Counter[str]:
         return sum((f.reasons for f in self.files), Counter())
-
-
-class QuarantineSpool:
-    """A slice's quarantine rows as COPY text: in memory up to `max_memory` bytes, then on disk.
-
-    Quarantined rows are normally few, but a wholly broken file must not hold
-    them all in memory; they are COPYed after the raw rows, in the same transaction.
-    """
-
-    def __init__(self, max_memory: int = 8 << 20):
-        self._file = tempfile.SpooledTemporaryFile(max_size=max_memory, mode="w+b")  # noqa: SIM115 closed by close()
-        self.rows = 0
-
-    def append(self, row: tuple[object, ...]) -> None:
-        self._file.write(copy_line(row).encode("utf-8"))
-        self.rows += 1
-
-    def mark(self) -> tuple[int, int]:
-        return self._file.tell(), self.rows
-
-    def rewind(self, mark: tuple[int, int]) -> None:
-        """Forget every row appended since `mark`."""
-        position, self.rows = mark
-        self._file.seek(position)
-        self._file.truncate()
-
-    def blocks(self, size: int = 1 << 20) -> Iterator[bytes]:
-        self._file.seek(0)
-        while block := self._file.read(size):
-            yield block
-
-    def close(self) -> None:
-        self._file.close()
 
 
 def _file_blocks(
@@ -260,13 +220,17 @@ def load_tenant_day(
     landing: LandingZoneResource,
     slice_: TenantDay,
     run_id: str,
+    sites: frozenset[str] | None = None,
 ) -> SliceReport:
     """Replace the tenant-day's raw rows and quarantine records with what its files hold now.
 
     Runs inside `conn`'s transaction: the caller commits raw rows and their
     quarantine together. Refused paths are recorded at once, on a connection of their
-    own (refusals.py).
+    own (refusals.py). `sites`: the tenant's sites (`tenant_sites`), read here if not
+    given; a run loading many days of a tenant reads them once and passes them.
     """
+    if sites is None:
+        sites = tenant_sites(postgres, slice_.tenant)
     scan = landing.scan(slice_)
     record_refusals(postgres, scan.refused)
     files = [entry.path for entry in scan.files]
@@ -286,6 +250,7 @@ def load_tenant_day(
             run_id=run_id,
             max_line_bytes=landing.max_line_bytes,
             csv=is_csv(path),
+            sites=sites,
         )
         large = pool is not None and path.lstat().st_size >= PARALLEL_MIN_BYTES
         try:
@@ -315,7 +280,7 @@ def load_tenant_day(
                 quarantine.rewind(mark)
                 report.quarantine_whole(fault.reason)
                 quarantine.append(
-                    (
+                    QuarantineRecord(
                         slice_.tenant,
                         slice_.date,
                         LAYER,
@@ -336,7 +301,7 @@ def load_tenant_day(
             date_column="partition_date",
             scope={"layer": LAYER},
         )
-        postgres.copy_blocks(conn, QUARANTINE, QUARANTINE_COLUMNS, quarantine.blocks())
+        write_quarantine(postgres, conn, quarantine.records())
     finally:
         quarantine.close()
         if pool is not None:

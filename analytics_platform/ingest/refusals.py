@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from analytics_platform.ingest.landing_tree import REFUSAL_DETAIL, Refusal
+from analytics_platform.ingest.quarantine import QuarantineRecord, write_quarantine
 from analytics_platform.resources.postgres import PostgresResource
 
 LAYER = "landing_zone"
@@ -21,21 +22,19 @@ def record_refusals(postgres: PostgresResource, refusals: Sequence[Refusal]) -> 
     """Record each refused path unless it is already recorded; how many were new."""
     if not refusals:
         return 0
-    new = 0
-    with postgres.transaction() as conn, conn.cursor() as cur:
-        for refusal in refusals:
-            cur.execute(
-                "INSERT INTO platform.quarantine (tenant_id, partition_date, layer, source, "
-                "source_line, reason, detail, raw_text) VALUES (%s, %s, %s, %s, 0, %s, %s, '') "
-                "ON CONFLICT DO NOTHING",
-                (
-                    refusal.tenant_folder[:200],
-                    refusal.day,
-                    LAYER,
-                    refusal.relative,
-                    refusal.reason,
-                    REFUSAL_DETAIL[refusal.reason],
-                ),
-            )
-            new += cur.rowcount
-    return new
+    records = [
+        QuarantineRecord(
+            tenant_id=refusal.tenant_folder[:200],
+            partition_date=refusal.day,
+            layer=LAYER,
+            source=refusal.relative,
+            source_line=0,
+            reason=refusal.reason,
+            detail=REFUSAL_DETAIL[refusal.reason],
+            raw_text="",
+            run_id=None,
+        )
+        for refusal in refusals
+    ]
+    with postgres.transaction() as conn:
+        return write_quarantine(postgres, conn, records, once=True)

@@ -22,6 +22,7 @@ from analytics_platform.ingest.load import LAYER, RAW_COLUMNS, RAW_FILE_EVENTS
 from analytics_platform.resources.landing import LandingZoneResource
 from analytics_platform.resources.postgres import PostgresResource
 from analytics_platform.tenants.ids import validate_tenant_id
+from analytics_platform.tenants.sites import tenant_sites
 
 
 @dataclass
@@ -71,6 +72,7 @@ def replay_quarantine(
     validate_tenant_id(tenant)
     report = ReprocessReport(tenant)
     headers: dict[str, list[str] | None] = {}
+    sites = tenant_sites(postgres, tenant)  # as they are now: a site added since counts
     with postgres.transaction() as conn:
         rows = conn.execute(
             "SELECT quarantine_id, partition_date, source, source_line, raw_text "
@@ -92,7 +94,11 @@ def replay_quarantine(
             try:
                 record = _record(text, source, headers[source])
                 values = to_canonical(
-                    record, tenant=tenant, window_start=window_start, window_end=window_end
+                    record,
+                    tenant=tenant,
+                    window_start=window_start,
+                    window_end=window_end,
+                    sites=sites,
                 )
             except ContractViolation as err:
                 report.still_failing[err.reason.value] += 1

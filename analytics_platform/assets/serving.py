@@ -58,7 +58,7 @@ SERVED_MARTS = [
         table="fct_daily_metrics",
         date_column="event_date",
         select=(
-            "tenant_id, event_date, visitors, new_visitors, returning_visitors, "
+            "tenant_id, event_date, site_id, visitors, new_visitors, returning_visitors, "
             "identified_users, sessions, page_views, events, bounce_rate::float8 AS bounce_rate, "
             "average_session_seconds::float8 AS average_session_seconds, conversions, "
             "conversion_rate::float8 AS conversion_rate, revenue::float8 AS revenue"
@@ -69,7 +69,7 @@ SERVED_MARTS = [
         table="fct_sessions",
         date_column="session_date",
         select=(
-            "tenant_id, session_id, session_date, visitor_id, user_id, session_start, "
+            "tenant_id, session_id, session_date, site_id, visitor_id, user_id, session_start, "
             "session_end, duration_seconds, page_views, events, landing_path, exit_path, "
             "referrer, utm_source, utm_medium, utm_campaign, channel, is_bounce, converted, "
             "revenue::float8 AS revenue"

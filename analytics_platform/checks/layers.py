@@ -115,6 +115,7 @@ STG_COLUMNS = (
     "t.occurred_at",
     "t.visitor_id",
     "t.session_hint",
+    "t.site_id",
     "t.revenue::float8 AS revenue",
     "t.currency",
     "t.source_file",
@@ -167,7 +168,8 @@ MARTS_CHECKS = (
         schemas.FctSessions,
         _mart(
             "fct_sessions",
-            "tenant_id, session_id, session_date, visitor_id, session_start, session_end,"
+            "tenant_id, session_id, session_date, site_id, visitor_id, session_start,"
+            "session_end,"
             "duration_seconds::float8 AS duration_seconds, page_views, events, channel,"
             "is_bounce, converted, revenue::float8 AS revenue",
             "session_date",
@@ -182,12 +184,13 @@ MARTS_CHECKS = (
         schemas.FctDailyMetrics,
         _mart(
             "fct_daily_metrics",
-            "tenant_id, event_date, visitors, new_visitors, returning_visitors, sessions,"
+            "tenant_id, event_date, site_id, visitors, new_visitors, returning_visitors,"
+            "sessions,"
             "events, bounce_rate::float8 AS bounce_rate,"
             "conversion_rate::float8 AS conversion_rate, revenue::float8 AS revenue",
             "event_date",
         ),
-        ("tenant_id", "event_date", "visitors", "new_visitors", "returning_visitors"),
+        ("tenant_id", "event_date", "site_id", "visitors", "new_visitors", "returning_visitors"),
     ),
     SchemaCheck(
         "fct_channel_daily_schema",
@@ -251,8 +254,9 @@ def _description(check: Check) -> str:
         rules = {
             "stg_events_parity_with_raw": "staged rows = distinct raw events of the tenant-day "
             "(both sources) not already staged on an earlier day",
-            "fct_daily_metrics_parity_with_staging": "daily events, visitors and page views = "
-            "staging's; daily sessions = fct_sessions started that day",
+            "fct_daily_metrics_parity_with_staging": "daily events, page views and visitors "
+            "(per site), summed over sites = staging's; daily sessions summed over sites = "
+            "fct_sessions started that day",
             "fct_channel_daily_parity_with_sessions": "sessions summed over channels = "
             "fct_sessions started that day",
         }

@@ -102,6 +102,7 @@ class StgEvents(pa.DataFrameModel):
     event_name: Series[str]
     occurred_at: Series[UtcTimestamp]
     visitor_id: Series[str] = pa.Field(str_length={"min_value": 1})
+    site_id: Series[str] = pa.Field(str_length={"min_value": 1})
     revenue: Series[float] = pa.Field(nullable=True, ge=0)
     currency: Series[str] = pa.Field(nullable=True, str_matches=r"^[A-Z]{3}$")
     window_start: Series[UtcTimestamp]
@@ -139,6 +140,7 @@ class StgEventsExpectations(pa.DataFrameModel):
 class FctSessions(pa.DataFrameModel):
     tenant_id: Series[str]
     session_id: Series[str] = pa.Field(unique=True)
+    site_id: Series[str]
     visitor_id: Series[str]
     session_start: Series[UtcTimestamp]
     session_end: Series[UtcTimestamp]
@@ -165,6 +167,7 @@ class FctSessions(pa.DataFrameModel):
 
 class FctDailyMetrics(pa.DataFrameModel):
     tenant_id: Series[str]
+    site_id: Series[str]
     visitors: Series[int] = pa.Field(ge=0)
     new_visitors: Series[int] = pa.Field(ge=0)
     returning_visitors: Series[int] = pa.Field(ge=0)
@@ -179,7 +182,7 @@ class FctDailyMetrics(pa.DataFrameModel):
     class Config:
         coerce = True
         strict = False
-        unique = ["tenant_id", "event_date"]
+        unique = ["tenant_id", "event_date", "site_id"]
 
     @pa.dataframe_check(name="new_plus_returning_is_visitors")
     def new_plus_returning_is_visitors(cls, df: pd.DataFrame) -> pd.Series:

@@ -63,6 +63,7 @@ def stg_frame() -> pd.DataFrame:
         event_date=D.isoformat(),
         event_name="page_view",
         session_hint="s1",
+        site_id="acme",
         source_file="acme/2026-11-12/a.jsonl",
         source_line=[1, 2, 3],
     )
@@ -74,6 +75,7 @@ def sessions_frame() -> pd.DataFrame:
             "tenant_id": "acme",
             "session_id": ["s1", "s2"],
             "session_date": D.isoformat(),
+            "site_id": ["acme", "blog"],
             "visitor_id": ["v1", "v2"],
             "session_start": [ts("10:00:00"), ts("11:00:00")],
             "session_end": [ts("10:30:00"), ts("11:00:00")],
@@ -93,6 +95,7 @@ def daily_frame() -> pd.DataFrame:
         {
             "tenant_id": "acme",
             "event_date": [D.isoformat()],
+            "site_id": ["acme"],
             "visitors": [3],
             "new_visitors": [2],
             "returning_visitors": [1],
@@ -167,6 +170,13 @@ CASES = {
             "channel: isin(('direct', 'organic search', 'paid search', 'social', 'email', "
             "'referral', 'display', 'other'))": 1,
         },
+    ),
+    # One row per site and day: two sites pass, one site twice does not.
+    "daily: one site's day twice": (
+        schemas.FctDailyMetrics,
+        pd.concat([daily_frame(), daily_frame().assign(site_id="blog")], ignore_index=True),
+        pd.concat([daily_frame(), daily_frame()], ignore_index=True),
+        {"multiple_fields_uniqueness": 2},
     ),
     "daily: rate above one, visitors that do not add up": (
         schemas.FctDailyMetrics,

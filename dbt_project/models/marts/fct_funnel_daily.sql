@@ -35,7 +35,19 @@ step_events as (
     -- the definition fct_sessions aggregates): a visitor's sessions may overlap in time
     -- (two tabs, two client session ids), so a time range cannot tell them apart.
     select e.tenant_id, e.session_id, e.event_type, e.occurred_at
-    from ({{ sessionized_events(ref('stg_events')) }}) as e
+    from (
+        select
+            tenant_id,
+            event_type,
+            occurred_at,
+            {{ session_id(
+                'tenant_id',
+                'first_value(event_id) over session_events',
+                'first_value(occurred_at) over session_events'
+            ) }} as session_id
+        from ({{ sessionized_events(ref('stg_events')) }}) as sessionized
+        window session_events as (partition by {{ session_key() }} order by occurred_at, event_id)
+    ) as e
     inner join sessions as s
         on e.tenant_id = s.tenant_id
         and e.session_id = s.session_id

@@ -20,9 +20,8 @@ with events as (
 sessions as (
     select
         tenant_id,
-        session_id,
-        session_date,
         visitor_id,
+        (array_agg(event_id order by occurred_at, event_id))[1] as first_event_id,
         -- The site of the first event; a row staged before sites existed has none.
         (array_agg({{ site_of() }} order by occurred_at, event_id))[1] as site_id,
         min(occurred_at) as session_start,
@@ -46,14 +45,14 @@ sessions as (
         bool_or(event_type in ('signup', 'purchase')) as converted,
         coalesce(sum(revenue) filter (where event_type = 'purchase'), 0) as revenue
     from events
-    group by tenant_id, session_id, session_date, visitor_id
+    group by {{ session_key() }}
 ),
 
 final as (
 select
     tenant_id,
-    session_id,
-    session_date,
+    {{ session_id('tenant_id', 'first_event_id', 'session_start') }} as session_id,
+    (session_start at time zone 'UTC')::date as session_date,
     site_id,
     visitor_id,
     user_id,

@@ -21,6 +21,7 @@ STAGING_RULES = {
 }
 MARTS_RULES = {
     "daily_events_match_staged": ("staged_events", "daily_events"),
+    # Per site: a visitor of two sites that day is one visitor of each.
     "daily_visitors_match_distinct_staged_visitors": ("staged_visitors", "daily_visitors"),
     "daily_page_views_match_staged": ("staged_page_views", "daily_page_views"),
     "daily_sessions_match_fct_sessions": ("sessions_started", "daily_sessions"),
@@ -64,9 +65,16 @@ LEFT JOIN staged ON staged.tenant_id = s.tenant AND staged.day = s.day
 MARTS_PARITY = """
 WITH staged AS (
     SELECT tenant_id, event_date AS day, count(*) AS events,
-           count(DISTINCT visitor_id) AS visitors,
+           count(DISTINCT (visitor_id, site_id)) AS visitors,
            count(*) FILTER (WHERE event_type = 'page_view') AS page_views
     FROM staging.stg_events JOIN {slices} ON tenant_id = s.tenant AND event_date = s.day
+    GROUP BY tenant_id, event_date
+),
+daily AS (
+    -- fct_daily_metrics has a row per site: its tenant-day totals are sums over sites.
+    SELECT tenant_id, event_date AS day, sum(events) AS events, sum(visitors) AS visitors,
+           sum(page_views) AS page_views, sum(sessions) AS sessions
+    FROM marts.fct_daily_metrics JOIN {slices} ON tenant_id = s.tenant AND event_date = s.day
     GROUP BY tenant_id, event_date
 ),
 sessions AS (
@@ -83,7 +91,7 @@ SELECT s.tenant, s.day,
        coalesce(sessions.n, 0) AS sessions_started, coalesce(d.sessions, 0) AS daily_sessions
 FROM {slices}
 LEFT JOIN staged ON staged.tenant_id = s.tenant AND staged.day = s.day
-LEFT JOIN marts.fct_daily_metrics AS d ON d.tenant_id = s.tenant AND d.event_date = s.day
+LEFT JOIN daily AS d ON d.tenant_id = s.tenant AND d.day = s.day
 LEFT JOIN sessions ON sessions.tenant_id = s.tenant AND sessions.day = s.day
 """
 

@@ -1,6 +1,11 @@
 {#
-  Headline numbers per tenant-day. Rebuilt for [S-1, E+1] like fct_sessions,
-  because loading a day can change the sessions of the days around it.
+  Headline numbers per tenant, day and site. Rebuilt for [S-1, E+1] like
+  fct_sessions, because loading a day can change the sessions of the days
+  around it. Event counts come from the events sent from the site that day;
+  session counts from the sessions whose first event is the site's. A visitor
+  is new on a site on the first day they appear on that site, so each row
+  adds up (new + returning = visitors) and sums over sites count a visitor
+  once per site.
 #}
 {{
   config(
@@ -10,25 +15,30 @@
 }}
 
 with events as (
-    select tenant_id, event_date, visitor_id, user_id, event_type, revenue
+    select tenant_id, event_date, {{ site_of() }} as site_id, visitor_id, user_id, event_type, revenue
     from {{ ref('stg_events') }}
     where {{ refreshed_slice('tenant_id', 'event_date') }}
 ),
 
 first_seen as (
-    -- A visitor is new on the first day they appear in the tenant's history.
-    select history.tenant_id, history.visitor_id, min(history.event_date) as first_day
+    -- A visitor is new on a site on the first day they appear there in the tenant's history.
+    select
+        history.tenant_id,
+        {{ site_of('history.site_id', 'history.tenant_id') }} as site_id,
+        history.visitor_id,
+        min(history.event_date) as first_day
     from {{ ref('stg_events') }} as history
     inner join (select distinct tenant_id, visitor_id from events) as seen
         using (tenant_id, visitor_id)
     where {{ tenant_filter('history.tenant_id') }}
-    group by history.tenant_id, history.visitor_id
+    group by 1, 2, 3
 ),
 
 daily_events as (
     select
         e.tenant_id,
         e.event_date,
+        e.site_id,
         count(distinct e.visitor_id) as visitors,
         count(distinct e.visitor_id) filter (where f.first_day = e.event_date) as new_visitors,
         count(distinct e.user_id) as identified_users,
@@ -36,37 +46,42 @@ daily_events as (
         count(*) as events,
         coalesce(sum(e.revenue) filter (where e.event_type = 'purchase'), 0) as revenue
     from events as e
-    inner join first_seen as f using (tenant_id, visitor_id)
-    group by e.tenant_id, e.event_date
+    inner join first_seen as f using (tenant_id, site_id, visitor_id)
+    group by e.tenant_id, e.event_date, e.site_id
 ),
 
 daily_sessions as (
     select
         tenant_id,
         session_date as event_date,
+        site_id,
         count(*) as sessions,
         count(*) filter (where is_bounce) as bounces,
         avg(duration_seconds) as average_session_seconds,
         count(*) filter (where converted) as conversions
     from {{ ref('fct_sessions') }}
     where {{ refreshed_slice('tenant_id', 'session_date') }}
-    group by tenant_id, session_date
+    group by tenant_id, session_date, site_id
 )
 
+-- A full join: a session's first event may sit in the next day's folder (late
+-- delivery), leaving its site no events in the day the session starts; the
+-- session still counts there, so sessions here sum to fct_sessions'.
 select
-    d.tenant_id,
-    d.event_date,
-    d.visitors,
-    d.new_visitors,
-    d.visitors - d.new_visitors as returning_visitors,
-    d.identified_users,
+    tenant_id,
+    event_date,
+    site_id,
+    coalesce(d.visitors, 0) as visitors,
+    coalesce(d.new_visitors, 0) as new_visitors,
+    coalesce(d.visitors - d.new_visitors, 0) as returning_visitors,
+    coalesce(d.identified_users, 0) as identified_users,
     coalesce(s.sessions, 0) as sessions,
-    d.page_views,
-    d.events,
+    coalesce(d.page_views, 0) as page_views,
+    coalesce(d.events, 0) as events,
     round(coalesce(s.bounces::numeric / nullif(s.sessions, 0), 0), 4) as bounce_rate,
     round(coalesce(s.average_session_seconds, 0), 1) as average_session_seconds,
     coalesce(s.conversions, 0) as conversions,
     round(coalesce(s.conversions::numeric / nullif(s.sessions, 0), 0), 4) as conversion_rate,
-    d.revenue
+    coalesce(d.revenue, 0) as revenue
 from daily_events as d
-left join daily_sessions as s using (tenant_id, event_date)
+full join daily_sessions as s using (tenant_id, event_date, site_id)

@@ -31,16 +31,27 @@ with sessions as (
 ),
 
 step_events as (
-    -- Events of sessions starting in [S-1, E+1] arrive in the day folders [S-2, E+2]
-    -- (the range fct_sessions reads). A visitor's sessions never overlap in time.
-    select s.tenant_id, s.session_id, e.event_type, e.occurred_at
-    from {{ ref('stg_events') }} as e
+    -- Each event of those sessions, by the session it belongs to (macros/sessionize.sql,
+    -- the definition fct_sessions aggregates): a visitor's sessions may overlap in time
+    -- (two tabs, two client session ids), so a time range cannot tell them apart.
+    select e.tenant_id, e.session_id, e.event_type, e.occurred_at
+    from (
+        select
+            tenant_id,
+            event_type,
+            occurred_at,
+            {{ session_id(
+                'tenant_id',
+                'first_value(event_id) over session_events',
+                'first_value(occurred_at) over session_events'
+            ) }} as session_id
+        from ({{ sessionized_events(ref('stg_events')) }}) as sessionized
+        window session_events as (partition by {{ session_key() }} order by occurred_at, event_id)
+    ) as e
     inner join sessions as s
         on e.tenant_id = s.tenant_id
-        and e.visitor_id = s.visitor_id
-        and e.occurred_at between s.session_start and s.session_end
-    where {{ tenant_day_filter('e.tenant_id', 'e.event_date', days_before=2, days_after=2) }}
-        and e.event_type in ({% for step in steps %}'{{ step }}'{{ ", " if not loop.last }}{% endfor %})
+        and e.session_id = s.session_id
+    where e.event_type in ({% for step in steps %}'{{ step }}'{{ ", " if not loop.last }}{% endfor %})
 ),
 
 {% for step in steps %}

@@ -3,7 +3,8 @@
   sessions starting in [S-1, E+1] from the events of [S-2, E+2]: a session
   from 23:50 to 00:20 is one session of its first day whichever of the two days
   is loaded first, because loading either day rebuilds both. (Sessions are
-  assumed to last under 24 hours.)
+  assumed to last under 24 hours.) How events form sessions, and the session
+  id, are defined once in macros/sessionize.sql (fct_funnel_daily uses it too).
 #}
 {{
   config(
@@ -13,45 +14,16 @@
 }}
 
 with events as (
-    select *
-    from {{ ref('stg_events') }}
-    where {{ tenant_day_filter('tenant_id', 'event_date', days_before=2, days_after=2) }}
-),
-
-ordered as (
-    select
-        *,
-        lag(occurred_at) over visitor_timeline as previous_at,
-        lag(session_hint) over visitor_timeline as previous_hint
-    from events
-    window visitor_timeline as (partition by tenant_id, visitor_id order by occurred_at, event_id)
-),
-
-numbered as (
-    -- A session starts at a visitor's first event, when the client's session hint
-    -- changes, or after a gap longer than the timeout (a gap equal to it stays in).
-    select
-        *,
-        sum(
-            case
-                when previous_at is null
-                    or session_hint is distinct from previous_hint
-                    or occurred_at - previous_at
-                        > make_interval(mins => {{ var('session_timeout_minutes') }})
-                then 1 else 0
-            end
-        ) over (
-            partition by tenant_id, visitor_id order by occurred_at, event_id
-            rows unbounded preceding
-        ) as visit_number
-    from ordered
+    {{ sessionized_events(ref('stg_events')) }}
 ),
 
 sessions as (
     select
         tenant_id,
         visitor_id,
-        visit_number,
+        (array_agg(event_id order by occurred_at, event_id))[1] as first_event_id,
+        -- The site of the first event; a row staged before sites existed has none.
+        (array_agg({{ site_of() }} order by occurred_at, event_id))[1] as site_id,
         min(occurred_at) as session_start,
         max(occurred_at) as session_end,
         (array_agg(user_id order by occurred_at desc, event_id desc)
@@ -72,15 +44,16 @@ sessions as (
             filter (where event_type = 'page_view'))[1] as utm_campaign,
         bool_or(event_type in ('signup', 'purchase')) as converted,
         coalesce(sum(revenue) filter (where event_type = 'purchase'), 0) as revenue
-    from numbered
-    group by tenant_id, visitor_id, visit_number
+    from events
+    group by {{ session_key() }}
 ),
 
 final as (
 select
     tenant_id,
-    md5(tenant_id || '|' || visitor_id || '|' || session_start::text) as session_id,
+    {{ session_id('tenant_id', 'first_event_id', 'session_start') }} as session_id,
     (session_start at time zone 'UTC')::date as session_date,
+    site_id,
     visitor_id,
     user_id,
     session_start,

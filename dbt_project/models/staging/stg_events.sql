@@ -14,7 +14,7 @@
     'event_id', 'tenant_id', 'event_type', 'event_name', 'occurred_at', 'visitor_id',
     'user_id', 'session_hint', 'url', 'path', 'referrer', 'utm_source', 'utm_medium',
     'utm_campaign', 'utm_term', 'utm_content', 'experiment_id', 'variant', 'revenue',
-    'currency', 'properties', '_partition_date', '_source', '_source_line', '_ingested_at',
+    'currency', 'properties', 'site_id', '_partition_date', '_source', '_source_line', '_ingested_at',
 ] %}
 
 with slice as (
@@ -60,6 +60,8 @@ select
     revenue,
     upper(currency) as currency,
     properties,
+    -- Rows loaded before sites existed belong to the tenant's default site.
+    {{ site_of() }} as site_id,
     _source as source_file,
     _source_line as source_line,
     _ingested_at as ingested_at

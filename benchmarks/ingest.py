@@ -22,7 +22,7 @@ Each loader runs in its own subprocess, so its peak RSS is its own:
 The table is truncated and a CHECKPOINT taken before each load; the ceiling and
 raw_file_events loads run --repeat times, round-robin, and the fastest counts. Writes
 benchmarks/results/ingest.json and its section of BENCHMARKS.md. Targets
-(issue 4): CSV >= 0.6 of the ceiling, JSONL >= 0.35, both >= 10x dlt, peak RSS
+(issues 4 and 14): CSV >= 0.9 of the ceiling, JSONL >= 0.55, both >= 10x dlt, peak RSS
 under 500 MB whatever the file size.
 """
 
@@ -57,7 +57,7 @@ TENANTS = {
 }
 DEFECT_EVERY = 10_000
 SEED = 42
-TARGETS = {"csv_to_ceiling": 0.6, "jsonl_to_ceiling": 0.35, "to_dlt": 10.0, "peak_rss_mb": 500}
+TARGETS = {"csv_to_ceiling": 0.9, "jsonl_to_ceiling": 0.55, "to_dlt": 10.0, "peak_rss_mb": 500}
 
 PAGES = ("/", "/pricing", "/features", "/blog/launch", "/docs", "/signup", "/checkout")
 TITLES = ("Home", 'Pricing "Pro"', "Features\tall", "Caf\u00e9 \u2014 launch", "Docs \\ API")
@@ -477,8 +477,16 @@ def verdicts(r: dict[str, object]) -> list[tuple[str, bool | None, str]]:
     loaders, big = r["loaders"], r["big_files"]
     csv_, jsonl = loaders["raw_file_events_csv"], loaders["raw_file_events_jsonl"]
     out = [
-        ("CSV >= 0.6 of the ceiling", csv_["to_ceiling"] >= 0.6, f"{csv_['to_ceiling']:.2f}"),
-        ("JSONL >= 0.35 of the ceiling", jsonl["to_ceiling"] >= 0.35, f"{jsonl['to_ceiling']:.2f}"),
+        (
+            f"CSV >= {TARGETS['csv_to_ceiling']} of the ceiling",
+            csv_["to_ceiling"] >= TARGETS["csv_to_ceiling"],
+            f"{csv_['to_ceiling']:.2f}",
+        ),
+        (
+            f"JSONL >= {TARGETS['jsonl_to_ceiling']} of the ceiling",
+            jsonl["to_ceiling"] >= TARGETS["jsonl_to_ceiling"],
+            f"{jsonl['to_ceiling']:.2f}",
+        ),
     ]
     if "to_dlt" in csv_:
         low = min(csv_["to_dlt"], jsonl["to_dlt"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 
 from dagster import materialize
 
@@ -154,12 +155,13 @@ def test_replaying_the_quarantine_loads_an_event_once_its_site_is_added(
     from analytics_platform.ingest.reprocess import replay_quarantine
 
     tenant = new_tenant("acme")
+    site = f"app-{uuid.uuid4().hex[:8]}"  # a site id belongs to one tenant in the database
     register_tenant(postgres, tenant, actor="test")
     instance.add_dynamic_partitions("tenants", [tenant])
     at = f"{DAY}T10:00:00.000Z"
     write_lines(
         day_file(landing_dir, tenant, DAY),
-        [tracker_event("r1", "v1", at, siteId="app-ios"), tracker_event("r2", "v1", at)],
+        [tracker_event("r1", "v1", at, siteId=site), tracker_event("r2", "v1", at)],
     )
     load_files(tenant, resources, instance)
     landing = resources["landing"]
@@ -170,8 +172,8 @@ def test_replaying_the_quarantine_loads_an_event_once_its_site_is_added(
         0,
         {"tenant_mismatch": 1},
     )
-    add_site(postgres, tenant, "app-ios")
+    add_site(postgres, tenant, site)
     moved = replay_quarantine(postgres, landing, tenant, "replay-2")
     assert (moved.examined, moved.moved) == (1, 1)
     raw, _ = slice_of(postgres, tenant)
-    assert {(event, site) for _, _, event, site in raw} == {("r1", "app-ios"), ("r2", tenant)}
+    assert {(event, site) for _, _, event, site in raw} == {("r1", site), ("r2", tenant)}

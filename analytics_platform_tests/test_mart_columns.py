@@ -109,15 +109,15 @@ def test_every_model_column_declares_its_type_and_serving_reads_every_mart_colum
         assert model_columns(model), model  # raises when a column lacks data_type
     sessions = SERVED_MARTS[[m.table for m in SERVED_MARTS].index("fct_sessions")]
     # Hand-worked: revenue is numeric (cast for pandas and ClickHouse), the rest as stored.
-    assert sessions.select.startswith("tenant_id, session_id, session_date, visitor_id, ")
+    assert sessions.select.startswith("tenant_id, session_id, session_date, site_id, visitor_id, ")
     assert sessions.select.endswith(", is_bounce, converted, revenue::float8 AS revenue")
-    assert sessions.select.count(",") == 19  # 20 columns in fct_sessions.yml
+    assert sessions.select.count(",") == 20  # 21 columns in fct_sessions.yml
 
 
 def test_a_column_added_to_the_yaml_only_reaches_the_serving_select():
-    changed = with_extra_column("fct_sessions", "site_id", "text")
+    changed = with_extra_column("fct_sessions", "host", "text")
     select = serving_select(columns_from_manifest(changed, "fct_sessions"))
-    assert select.endswith(", revenue::float8 AS revenue, site_id")
+    assert select.endswith(", revenue::float8 AS revenue, host")
 
 
 # --- The ClickHouse migrations, on chDB --------------------------------------------------
@@ -155,26 +155,25 @@ def test_the_migrations_build_every_served_mart_with_the_yamls_columns(clickhous
 
 def test_the_clickhouse_check_fails_on_a_column_added_to_the_yaml_only(clickhouse, migrated):
     tenant, session = migrated
-    changed = with_extra_column("fct_sessions", "site_id", "text")
+    changed = with_extra_column("fct_sessions", "host", "text")
     declared = declared_clickhouse(columns_from_manifest(changed, "fct_sessions"))
     found = clickhouse_columns(clickhouse, session, tenant, "fct_sessions")
     assert column_differences("ClickHouse fct_sessions", declared, found) == [
-        "ClickHouse fct_sessions: column 'site_id' is in the YAML (Nullable(String)) "
-        "but missing here"
+        "ClickHouse fct_sessions: column 'host' is in the YAML (Nullable(String)) but missing here"
     ]
     # ... and on one added by a migration only, or typed differently there.
     session.command(
         f"ALTER TABLE `{clickhouse.database_for(tenant)}`.fct_sessions "
-        "ADD COLUMN site_id LowCardinality(String)"
+        "ADD COLUMN host LowCardinality(String)"
     )
     found = clickhouse_columns(clickhouse, session, tenant, "fct_sessions")
     assert column_differences("ClickHouse fct_sessions", declared, found) == [
-        "ClickHouse fct_sessions: column 'site_id' is LowCardinality(String) here "
+        "ClickHouse fct_sessions: column 'host' is LowCardinality(String) here "
         "but Nullable(String) per the YAML"
     ]
     unchanged = declared_clickhouse(model_columns("fct_sessions"))
     assert column_differences("ClickHouse fct_sessions", unchanged, found) == [
-        "ClickHouse fct_sessions: column 'site_id' (LowCardinality(String)) is not in the YAML"
+        "ClickHouse fct_sessions: column 'host' (LowCardinality(String)) is not in the YAML"
     ]
 
 
@@ -276,8 +275,8 @@ def test_dbt_builds_every_model_with_the_yamls_columns_and_types(
         problems += column_differences(f"Postgres {model}", declared, built.get(model, {}))
     assert problems == [], "\n".join(problems)
     # A column declared in the YAML that the SQL does not build is named.
-    changed = with_extra_column("fct_daily_metrics", "site_id", "text")
+    changed = with_extra_column("fct_daily_metrics", "host", "text")
     declared = {c.name: c.data_type for c in columns_from_manifest(changed, "fct_daily_metrics")}
     assert column_differences(
         "Postgres fct_daily_metrics", declared, built["fct_daily_metrics"]
-    ) == ["Postgres fct_daily_metrics: column 'site_id' is in the YAML (text) but missing here"]
+    ) == ["Postgres fct_daily_metrics: column 'host' is in the YAML (text) but missing here"]

@@ -66,6 +66,7 @@ def test_events_naming_a_site_of_another_tenant_are_quarantined(
     for tenant in (acme, other):
         register_tenant(postgres, tenant, actor="test")
     instance.add_dynamic_partitions("tenants", [acme])
+    shop_de = f"{acme}-shop-de"  # a site id of this test only: site ids are global
     at = f"{DAY}T10:00:00.000Z"
     # JSON lines: the fast path's shape, each site spelling, none named, a foreign site.
     write_lines(
@@ -74,7 +75,7 @@ def test_events_naming_a_site_of_another_tenant_are_quarantined(
             tracker_event("j1", "v1", at),  # no site: the tenant's default site
             tracker_event("j2", "v1", at, siteId=acme),
             tracker_event("j3", "v1", at, siteId=other),  # another tenant's site
-            tracker_event("j4", "v1", at, site_id="shop-de"),  # not yet acme's
+            tracker_event("j4", "v1", at, site_id=shop_de),  # not yet acme's
             tracker_event("j5", "v1", at, siteId=""),  # empty: none named
         ],
     )
@@ -98,7 +99,7 @@ def test_events_naming_a_site_of_another_tenant_are_quarantined(
         assert (tenant, day) == (acme, DAY)
         assert acme in detail
     assert repr(other) in quarantined[0][5] and repr(other) in quarantined[1][5]
-    assert "'shop-de'" in quarantined[2][5]
+    assert f"'{shop_de}'" in quarantined[2][5]
     assert json.loads(quarantined[1][6])["siteId"] == other  # the original text is kept
     assert (meta["rows_read"], meta["rows_loaded"], meta["rows_quarantined"]) == (305, 302, 3)
     assert meta["rows_read"] == meta["rows_loaded"] + meta["rows_quarantined"]
@@ -107,11 +108,11 @@ def test_events_naming_a_site_of_another_tenant_are_quarantined(
     assert "c150" not in {event for _, _, event, _ in raw}
 
     # Once acme owns shop-de, its event loads under that site; the foreign ones stay out.
-    add_site(postgres, acme, "shop-de")
+    add_site(postgres, acme, shop_de)
     meta = load_files(acme, resources, instance)
     raw, quarantined = slice_of(postgres, acme)
     assert (meta["rows_loaded"], meta["rows_quarantined"]) == (303, 2)
-    assert ("j4", "shop-de") in {(event, site) for _, _, event, site in raw}
+    assert ("j4", shop_de) in {(event, site) for _, _, event, site in raw}
     assert {line for *_, line, _, _, _ in quarantined} == {3, 152}
 
 
@@ -120,11 +121,12 @@ def test_the_api_quarantines_events_from_a_site_its_tenant_does_not_own(
 ):
     other = new_tenant("othertenant")
     register_tenant(postgres, other, actor="test")
+    app_ios = f"{api_tenant}-app-ios"  # a site id of this test only: site ids are global
     at = f"{DAY}T10:00:00Z"
     event_api_server.events[DAY.isoformat()] = [
         tracker_event("a1", "v1", at),
         tracker_event("a2", "v1", at, siteId=other),
-        tracker_event("a3", "v1", at, siteId="app-ios"),
+        tracker_event("a3", "v1", at, siteId=app_ios),
         tracker_event("a4", "v1", at, site_id=api_tenant),
     ]
 
@@ -144,7 +146,7 @@ def test_the_api_quarantines_events_from_a_site_its_tenant_does_not_own(
         ).fetchall()
     assert loaded == [("a1", api_tenant), ("a4", api_tenant)]
 
-    add_site(postgres, api_tenant, "app-ios")
+    add_site(postgres, api_tenant, app_ios)
     meta = metadata(load(api_tenant, resources, instance, full_refresh=True))
     assert (meta["rows_loaded"], meta["rows_quarantined"]) == (3, 1)
 

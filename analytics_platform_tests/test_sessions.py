@@ -7,6 +7,8 @@ from decimal import Decimal
 
 from dagster import AssetSelection
 
+from analytics_platform.tenants.registry import register_tenant
+from analytics_platform.tenants.sites import add_site
 from analytics_platform_tests.events import day_file, tracker_event, write_lines
 from analytics_platform_tests.test_marts import MODELS, NEXT, D, at, build
 from analytics_platform_tests.test_pipeline import materialize_layer
@@ -150,31 +152,23 @@ def test_a_client_session_across_midnight_is_one_session_of_its_first_day(
     assert sorted(session_ids(postgres, in_order)) == ids
 
 
-def set_sites(postgres, tenant: str, sites: dict[str, str]) -> None:
-    """Name the site of some raw events (what the loader does from `siteId`)."""
-    with postgres.transaction() as conn:
-        for event_id, site in sites.items():
-            conn.execute(
-                "UPDATE raw.file_events SET site_id = %s WHERE tenant_id = %s AND event_id = %s",
-                (site, tenant, event_id),
-            )
-
-
 def test_daily_metrics_split_by_site_and_sum_to_the_tenant(
     landing_dir, resources, instance, postgres, clickhouse, new_tenant
 ):
     tenant = new_tenant("sites")
     instance.add_dynamic_partitions("tenants", [tenant])
-    raw_only = AssetSelection.assets("raw_file_events")
-    downstream = MODELS - raw_only
+    # The tenant's second site, named by the events' `siteId` as a tracker sends it.
+    blog = f"{tenant}-blog"
+    register_tenant(postgres, tenant, actor="test")
+    add_site(postgres, tenant, blog, actor="test")
     write_lines(
         day_file(landing_dir, tenant, D),
         [
             # v1: one session over two sites (id s1): the session is the default site's.
             tracker_event("a1", "v1", at(D, "10:00:00"), session="s1"),
-            tracker_event("a2", "v1", at(D, "10:05:00"), session="s1"),
+            tracker_event("a2", "v1", at(D, "10:05:00"), session="s1", siteId=blog),
             # v2: on the blog only, buys for 10.
-            tracker_event("b1", "v2", at(D, "11:00:00"), session="s2"),
+            tracker_event("b1", "v2", at(D, "11:00:00"), session="s2", siteId=blog),
             tracker_event(
                 "b2",
                 "v2",
@@ -183,6 +177,7 @@ def test_daily_metrics_split_by_site_and_sum_to_the_tenant(
                 session="s2",
                 revenue=10,
                 currency="EUR",
+                siteId=blog,
             ),
             # v3: the default site only, one page view.
             tracker_event("c1", "v3", at(D, "12:00:00"), session="s3"),
@@ -191,12 +186,10 @@ def test_daily_metrics_split_by_site_and_sum_to_the_tenant(
     write_lines(
         day_file(landing_dir, tenant, NEXT),
         # v3 comes back, on the blog: returning to the tenant, new to the blog.
-        [tracker_event("c2", "v3", at(NEXT, "09:00:00"), session="s4")],
+        [tracker_event("c2", "v3", at(NEXT, "09:00:00"), session="s4", siteId=blog)],
     )
-    for day, sites in ((D, {"a2": "blog", "b1": "blog", "b2": "blog"}), (NEXT, {"c2": "blog"})):
-        assert materialize_layer(raw_only, tenant, day, resources, instance).success
-        set_sites(postgres, tenant, sites)
-        assert materialize_layer(downstream, tenant, day, resources, instance).success
+    for day in (D, NEXT):
+        assert materialize_layer(MODELS, tenant, day, resources, instance).success
 
     with postgres.connect() as conn:
         sessions = conn.execute(
@@ -210,16 +203,16 @@ def test_daily_metrics_split_by_site_and_sum_to_the_tenant(
             "WHERE tenant_id = %s ORDER BY event_date, site_id",
             (tenant,),
         ).fetchall()
-    assert sessions == [("v1", tenant), ("v2", "blog"), ("v3", tenant), ("v3", "blog")]
+    assert sessions == [("v1", tenant), ("v2", blog), ("v3", tenant), ("v3", blog)]
     assert daily == [
-        # D, blog: v1 (a2) and v2, both new there; events a2, b1, b2 (2 page views);
-        # v2's session only (not a bounce: it converted); revenue 10.
-        (D, "blog", 2, 2, 0, 1, 2, 3, Decimal("0.0000"), 1, Decimal("10")),
         # D, default: v1 (a1) and v3, new; events a1, c1; sessions v1 (2 page views over
         # two sites) and v3 (a bounce): 1/2.
         (D, tenant, 2, 2, 0, 2, 2, 2, Decimal("0.5000"), 0, Decimal("0")),
+        # D, blog: v1 (a2) and v2, both new there; events a2, b1, b2 (2 page views);
+        # v2's session only (not a bounce: it converted); revenue 10.
+        (D, blog, 2, 2, 0, 1, 2, 3, Decimal("0.0000"), 1, Decimal("10")),
         # NEXT, blog: v3, new to the blog though not to the tenant; one bouncing session.
-        (NEXT, "blog", 1, 1, 0, 1, 1, 1, Decimal("1.0000"), 0, Decimal("0")),
+        (NEXT, blog, 1, 1, 0, 1, 1, 1, Decimal("1.0000"), 0, Decimal("0")),
     ]
 
     # Served: ClickHouse holds the sites too (migration 0005), and sums over sites hold.
@@ -235,8 +228,8 @@ def test_daily_metrics_split_by_site_and_sum_to_the_tenant(
             f"SELECT visitor_id, site_id FROM `{database}`.fct_sessions ORDER BY session_start"
         )
     assert [tuple(r) for r in ch_daily.itertuples(index=False)] == [
-        (str(D), "blog", 1, 3),
         (str(D), tenant, 2, 2),
-        (str(NEXT), "blog", 1, 1),
+        (str(D), blog, 1, 3),
+        (str(NEXT), blog, 1, 1),
     ]
     assert [tuple(r) for r in ch_sessions.itertuples(index=False)] == sessions

@@ -17,6 +17,7 @@ import time
 import psycopg
 import pytest
 
+from analytics_platform.settings import SettingsError, key_cache_seconds
 from analytics_platform.tenants.errors import KeyRefused, TenantNotFound, TenantStateError
 from analytics_platform.tenants.keys import (
     AuthUnavailable,
@@ -437,3 +438,17 @@ def test_deprovisioning_revokes_the_keys_and_forgets_the_origins(
     with pytest.raises(KeyRefused, match="unknown key kind"):
         create_key(postgres, tenant, "admin", actor="test")
     auth.close()
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"), [(None, 5.0), ("", 5.0), ("0", 0.0), ("2.5", 2.5), ("3600", 3600.0)]
+)
+def test_the_key_cache_time_is_a_setting(value, seconds):
+    environ = {} if value is None else {"KEY_CACHE_SECONDS": value}
+    assert key_cache_seconds(environ) == seconds
+
+
+@pytest.mark.parametrize("value", ["-1", "soon", "3601", "nan"])
+def test_a_key_cache_time_out_of_range_is_refused_naming_the_variable(value):
+    with pytest.raises(SettingsError, match=f"KEY_CACHE_SECONDS={value!r}: use a number"):
+        key_cache_seconds({"KEY_CACHE_SECONDS": value})

@@ -125,6 +125,7 @@ class RowEncoder:
         self._plans: dict[tuple[str, ...], Plan | None] = {}
         # (position, the pattern's fullmatch, the values that matched it so far)
         self._patterns = [(at, pattern.fullmatch, set()) for at, pattern in PATTERNS]
+        self._plain_times: set[str] = set()  # receive times already found plain
         self._header: list[str] | None = None
         self.fields: set[str] = set()  # keys of the properties of the rows encoded
         self._csv: tuple[itemgetter, tuple[tuple[str, int], ...], int] | None = None
@@ -264,8 +265,14 @@ class RowEncoder:
             # The tracker's own form (2026-06-01T10:00:00.000Z) Postgres reads as is.
             values[OCCURRED_AT] = occurred_at.isoformat()
         for at in UNWINDOWED_TIMES:
-            if values[at] is not None and not _plain_time(values[at]):
-                return None
+            value = values[at]
+            if value is not None and value not in self._plain_times:
+                if not _plain_time(value):
+                    return None
+                # A collector stamps a whole request's events alike: most are seen already.
+                if len(self._plain_times) >= _KNOWN_VALUES:
+                    self._plain_times.clear()
+                self._plain_times.add(value)
         for at, matches, known in self._patterns:
             value = values[at]
             if value is not None and value not in known:

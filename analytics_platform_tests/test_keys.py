@@ -452,3 +452,41 @@ def test_the_key_cache_time_is_a_setting(value, seconds):
 def test_a_key_cache_time_out_of_range_is_refused_naming_the_variable(value):
     with pytest.raises(SettingsError, match=f"KEY_CACHE_SECONDS={value!r}: use a number"):
         key_cache_seconds({"KEY_CACHE_SECONDS": value})
+
+
+def test_a_warehouse_from_before_keys_upgrades_in_place(fresh_database):
+    """Keys, origins and the receive-time columns arrive with the next migration; the raw
+    rows already loaded stay, with no receive time."""
+    from analytics_platform.resources.postgres import PostgresResource
+
+    url = fresh_database("ap_test_keys_upgrade")
+    PostgresResource(url=url).migrate_warehouse()
+    with psycopg.connect(url, autocommit=True) as conn:
+        # What the warehouse looked like before: none of the three, and one loaded event.
+        conn.execute(
+            "DROP TABLE platform.tenant_keys, platform.tenant_origins; "
+            "ALTER TABLE raw.file_events DROP COLUMN received_at; "
+            "ALTER TABLE raw.api_events DROP COLUMN received_at; "
+            "DELETE FROM platform.warehouse_version"
+        )
+        conn.execute(
+            "INSERT INTO raw.file_events (event_id, tenant_id, event_type, occurred_at, "
+            "visitor_id, _partition_date, _source, _source_line) "
+            "VALUES ('old', 'acme', 'page_view', now(), 'v', current_date, 'f', 1)"
+        )
+    assert PostgresResource(url=url).migrate_warehouse()
+    with psycopg.connect(url) as conn:
+        columns = conn.execute(
+            "SELECT table_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'raw' AND column_name = 'received_at' ORDER BY 1"
+        ).fetchall()
+        tables = conn.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'platform' "
+            "AND table_name IN ('tenant_keys', 'tenant_origins')"
+        ).fetchone()
+        old = conn.execute("SELECT event_id, received_at FROM raw.file_events").fetchall()
+    assert columns == [
+        ("api_events", "timestamp with time zone"),
+        ("file_events", "timestamp with time zone"),
+    ]
+    assert tables == (2,) and old == [("old", None)]

@@ -43,13 +43,17 @@ def prepare() -> None:
     help="First day of generated events (UTC).",
 )
 def demo(days: int, events_per_day: int, start: dt.datetime) -> None:
-    """Run the whole pipeline on synthetic events for 3 tenants, then print a summary."""
+    """Run the whole pipeline on synthetic events for 3 tenants, then print a summary.
+
+    The first tenant's events go through a collector the demo starts and stops.
+    """
+    from analytics_platform.demo.collector_feed import CollectorError
     from analytics_platform.demo.launch import LaunchRefused, RunNotSuccessful, WebserverError
     from analytics_platform.demo.pipeline import format_summary, run_demo
 
     try:
         summary = run_demo(days=days, events_per_day=events_per_day, start=start.date())
-    except (RunNotSuccessful, WebserverError, LaunchRefused) as err:
+    except (RunNotSuccessful, WebserverError, LaunchRefused, CollectorError) as err:
         raise click.ClickException(str(err)) from err
     click.echo(format_summary(summary))
     if summary.mismatches:

@@ -122,8 +122,12 @@ def collector(host: str, port: int) -> None:
         settings = collector_settings()
     except SettingsError as err:
         raise click.ClickException(str(err)) from err
-    env = stack.activate()
-    serve(settings, env["DATABASE_URL"], host, port)
+    from analytics_platform.resources.postgres import PostgresResource
+
+    # Only the warehouse (for keys): no Dagster files are needed to run a collector.
+    database_url = stack.warehouse_url(load_settings())
+    PostgresResource(url=database_url).ensure_warehouse()
+    serve(settings, database_url, host, port)
 
 
 @main.command()

@@ -11,6 +11,7 @@ import warnings
 
 import click
 
+from analytics_platform.cli_keys import tenants_keys, tenants_origins
 from analytics_platform.cli_tenants import platform_stores, tenant_argument, tenants
 from analytics_platform.redaction import redact
 from analytics_platform.settings import load_settings
@@ -104,6 +105,8 @@ def stop() -> None:
 
 
 main.add_command(tenants)
+tenants.add_command(tenants_keys)
+tenants.add_command(tenants_origins)
 
 
 @main.command()

@@ -23,7 +23,7 @@ def tenants() -> None:
     """Register tenants, move them through their lifecycle and manage their sites."""
 
 
-def _cli_actor() -> str:
+def cli_actor() -> str:
     import getpass
 
     return f"cli:{getpass.getuser()}"
@@ -40,7 +40,13 @@ def tenant_argument(tenant_id: str) -> str:
 
 def _refusals() -> tuple[type[Exception], ...]:
     """The registry's refusals: each message names the fix, so the CLI prints it as is."""
-    from analytics_platform.tenants.errors import SiteRefused, TenantNotFound, TenantStateError
+    from analytics_platform.tenants.errors import (
+        KeyRefused,
+        OriginRefused,
+        SiteRefused,
+        TenantNotFound,
+        TenantStateError,
+    )
     from analytics_platform.tenants.lifecycle import ConfirmationMismatch
     from analytics_platform.tenants.migrations import MigrationError
     from analytics_platform.tenants.store_binding import StoreMismatch
@@ -49,6 +55,8 @@ def _refusals() -> tuple[type[Exception], ...]:
         TenantNotFound,
         TenantStateError,
         SiteRefused,
+        KeyRefused,
+        OriginRefused,
         ConfirmationMismatch,
         MigrationError,
         StoreMismatch,
@@ -77,7 +85,7 @@ def platform_stores() -> Iterator[tuple]:
 
 
 @contextlib.contextmanager
-def _warehouse() -> Iterator:
+def warehouse_store() -> Iterator:
     """The warehouse alone (sites touch neither ClickHouse nor the Dagster instance)."""
     from analytics_platform import stack
     from analytics_platform.resources.postgres import PostgresResource
@@ -148,9 +156,9 @@ def tenants_add(
             api_token_env=api_token_env,
             retention_days=retention_days,
             sites=sites,
-            actor=_cli_actor(),
+            actor=cli_actor(),
         )
-        report = provision_tenant(postgres, clickhouse, instance, tenant_id, actor=_cli_actor())
+        report = provision_tenant(postgres, clickhouse, instance, tenant_id, actor=cli_actor())
         owned = list_sites(postgres, tenant_id)
     click.echo(
         f"tenant {tenant_id} is active: ClickHouse database {report.database}, "
@@ -200,7 +208,7 @@ def tenants_suspend(tenant_id: str) -> None:
 
     tenant_argument(tenant_id)
     with platform_stores() as (postgres, _clickhouse, instance):
-        suspend_tenant(postgres, instance, tenant_id, actor=_cli_actor())
+        suspend_tenant(postgres, instance, tenant_id, actor=cli_actor())
     click.echo(f"tenant {tenant_id} is suspended")
 
 
@@ -212,7 +220,7 @@ def tenants_resume(tenant_id: str) -> None:
 
     tenant_argument(tenant_id)
     with platform_stores() as (postgres, clickhouse, instance):
-        report = resume_tenant(postgres, clickhouse, instance, tenant_id, actor=_cli_actor())
+        report = resume_tenant(postgres, clickhouse, instance, tenant_id, actor=cli_actor())
     click.echo(f"tenant {tenant_id} is active (migrations applied now: {report.applied or 'none'})")
 
 
@@ -230,7 +238,7 @@ def tenants_deprovision(tenant_id: str, confirm: str) -> None:
     tenant_argument(tenant_id)
     with platform_stores() as (postgres, clickhouse, instance):
         report = deprovision_tenant(
-            postgres, clickhouse, instance, tenant_id, confirm=confirm, actor=_cli_actor()
+            postgres, clickhouse, instance, tenant_id, confirm=confirm, actor=cli_actor()
         )
     deleted = ", ".join(f"{table} {n}" for table, n in report.rows_deleted.items() if n)
     click.echo(
@@ -308,8 +316,8 @@ def tenants_sites_add(tenant_id: str, site_ids: tuple[str, ...]) -> None:
 
     tenant_argument(tenant_id)
     wanted = _site_arguments(site_ids, "SITE_ID")
-    with _warehouse() as postgres:
-        added = add_sites(postgres, tenant_id, wanted, actor=_cli_actor())
+    with warehouse_store() as postgres:
+        added = add_sites(postgres, tenant_id, wanted, actor=cli_actor())
     kept = [site for site in wanted if site not in added]
     click.echo(
         f"tenant {tenant_id}: sites added: {', '.join(added) or 'none'}"
@@ -326,8 +334,8 @@ def tenants_sites_remove(tenant_id: str, site_id: str) -> None:
 
     tenant_argument(tenant_id)
     (site_id,) = _site_arguments((site_id,), "SITE_ID")
-    with _warehouse() as postgres:
-        remove_site(postgres, tenant_id, site_id, actor=_cli_actor())
+    with warehouse_store() as postgres:
+        remove_site(postgres, tenant_id, site_id, actor=cli_actor())
     click.echo(f"tenant {tenant_id}: site {site_id} removed")
 
 
@@ -339,7 +347,7 @@ def tenants_sites_list(tenant_id: str, as_json: bool) -> None:
     from analytics_platform.tenants.sites import list_sites
 
     tenant_argument(tenant_id)
-    with _warehouse() as postgres:
+    with warehouse_store() as postgres:
         sites = list_sites(postgres, tenant_id)
     if as_json:
         rows = [

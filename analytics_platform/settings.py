@@ -14,6 +14,7 @@ installed or started by hand:
 | `TENANT_FRESHNESS_CRON` | `15 * * * *`: when `every_active_tenant_fresh` runs (UTC) |
 | `LANDING_TIMESTAMP_TOLERANCE_MINUTES` | `0`: the landing loader's and checks' tolerance |
 | `COLLECTOR_*`     | the event collector's limits (`collector_settings`)       |
+| `KEY_CACHE_SECONDS` | `5`: how long a service trusts a key's cached state (revocation delay) |
 
 The Dagster definitions read these through `dagster.EnvVar`; `stack.py` fills
 in the defaults before Dagster starts.
@@ -30,6 +31,7 @@ from pathlib import Path
 CHDB_SCHEME = "chdb://"
 DEFAULT_START_DATE = "2026-01-01"
 DEFAULT_FRESHNESS_CRON = "15 * * * *"
+DEFAULT_KEY_CACHE_SECONDS = 5.0
 
 
 class SettingsError(ValueError):
@@ -91,6 +93,24 @@ def landing_timestamp_tolerance_minutes(environ: Mapping[str, str] | None = None
             f"LANDING_TIMESTAMP_TOLERANCE_MINUTES={value!r}: use a whole number of minutes >= 0"
         )
     return minutes
+
+
+def key_cache_seconds(environ: Mapping[str, str] | None = None) -> float:
+    """`KEY_CACHE_SECONDS`: how long a service uses a key's (and origins') cached state.
+
+    A revoked key or a suspended tenant is refused at most this long after the change;
+    0 asks the warehouse on every request.
+    """
+    value = (os.environ if environ is None else environ).get("KEY_CACHE_SECONDS", "")
+    try:
+        seconds = float(value) if value else DEFAULT_KEY_CACHE_SECONDS
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 3600:
+        raise SettingsError(
+            f"KEY_CACHE_SECONDS={value!r}: use a number of seconds from 0 to 3600 (default 5)"
+        )
+    return seconds
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,36 @@ WHERE t.status <> 'deprovisioned'
   AND NOT EXISTS (SELECT 1 FROM platform.tenant_sites s WHERE s.tenant_id = t.tenant_id)
 ON CONFLICT DO NOTHING;
 
+-- API keys: trackers send a write key, the read API will take read keys. Only the key's
+-- SHA-256 is stored, never the key: a key is 32 random bytes, so a fast hash is as safe
+-- as a slow KDF (which guards low-entropy passwords against guessing). key_id is the
+-- key's first characters, shown in listings so a person can tell keys apart. Kept on
+-- deprovisioning (revoked then), so the audit of who used which key stays readable.
+CREATE TABLE IF NOT EXISTS platform.tenant_keys (
+    key_id       text PRIMARY KEY CHECK (key_id ~ '^apk_[wr]_[A-Za-z0-9_-]{6}$'),
+    key_hash     bytea NOT NULL CHECK (length(key_hash) = 32),
+    tenant_id    text NOT NULL REFERENCES platform.tenants (tenant_id),
+    kind         text NOT NULL CHECK (kind IN ('write', 'read')),
+    created_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
+    created_by   text NOT NULL,
+    last_used_at timestamptz,
+    revoked_at   timestamptz,
+    revoked_by   text,
+    CHECK ((revoked_at IS NULL) = (revoked_by IS NULL))
+);
+CREATE UNIQUE INDEX IF NOT EXISTS tenant_keys_hash_idx ON platform.tenant_keys (key_hash);
+CREATE INDEX IF NOT EXISTS tenant_keys_tenant_idx ON platform.tenant_keys (tenant_id);
+
+-- The browser origins (scheme://host[:port], normalized) allowed to send a tenant's
+-- events with CORS. A request without an Origin header is not a browser's and needs none.
+CREATE TABLE IF NOT EXISTS platform.tenant_origins (
+    tenant_id text NOT NULL REFERENCES platform.tenants (tenant_id),
+    origin    text NOT NULL CHECK (origin ~ '^https?://[^/?#@*\s]+$'),
+    added_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (tenant_id, origin)
+);
+CREATE INDEX IF NOT EXISTS tenant_origins_origin_idx ON platform.tenant_origins (origin);
+
 -- Every lifecycle change of a tenant, kept after the tenant is deprovisioned.
 CREATE TABLE IF NOT EXISTS platform.tenant_audit (
     audit_id    bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -19,3 +19,11 @@ def not_registered(tenant_id: str) -> TenantNotFound:
     return TenantNotFound(
         f"tenant {tenant_id!r} is not registered: analytics-platform tenants add {tenant_id}"
     )
+
+
+class KeyRefused(RuntimeError):
+    """An API key cannot be created or revoked: unknown kind, not the tenant's, already revoked."""
+
+
+class OriginRefused(RuntimeError):
+    """An allowed origin cannot be added or removed: the tenant lacks it, or is deprovisioned."""

@@ -14,6 +14,7 @@ from psycopg import sql
 from analytics_platform.resources.clickhouse import ClickHouseResource, quote_identifier
 from analytics_platform.resources.postgres import PostgresResource
 from analytics_platform.tenants.ids import validate_tenant_id
+from analytics_platform.tenants.keys import revoke_keys
 from analytics_platform.tenants.migrations import MigrationReport, migrate_tenant
 from analytics_platform.tenants.registry import (
     Tenant,
@@ -25,9 +26,10 @@ from analytics_platform.tenants.registry import (
 from analytics_platform.tenants.store_binding import check_store_binding
 
 # Every table in these schemas with a tenant_id column is cleared on deprovisioning, so a
-# new model or platform table cannot be forgotten; only the registry and audit stay.
+# new model or platform table cannot be forgotten; only the registry, the audit and the
+# API keys stay (the keys revoked, so the audit's key ids keep their meaning).
 TENANT_SCHEMAS = ("raw", "staging", "marts", "platform")
-KEPT_TABLES = ("platform.tenants", "platform.tenant_audit")
+KEPT_TABLES = ("platform.tenants", "platform.tenant_audit", "platform.tenant_keys")
 
 
 def _migrate_and_activate(
@@ -129,7 +131,8 @@ def deprovision_tenant(
     """Delete every trace of a tenant's data; keep its registry row and audit trail.
 
     Refuses unless `confirm` repeats the tenant id. Rows go first (one
-    transaction), then the ClickHouse database, then the Dagster partitions.
+    transaction, which also revokes the tenant's API keys), then the ClickHouse
+    database, then the Dagster partitions.
     """
     validate_tenant_id(tenant_id)
     if confirm != tenant_id:
@@ -160,13 +163,18 @@ def deprovision_tenant(
                 (tenant_id,),
             )
             deleted[table] = cursor.rowcount
+        revoked = revoke_keys(conn, tenant_id, actor, reason="deprovisioned")
         transition(
             conn,
             tenant_id,
             "deprovisioned",
             allowed_from=("pending", "active", "suspended"),
             actor=actor,
-            detail={"database_dropped": database, "rows_deleted": deleted},
+            detail={
+                "database_dropped": database,
+                "rows_deleted": deleted,
+                "keys_revoked": [key.key_id for key in revoked],
+            },
         )
         # Dropped inside the transaction's lifetime: if the drop fails, the rows stay too.
         with clickhouse.session() as session:

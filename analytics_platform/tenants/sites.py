@@ -138,7 +138,7 @@ def claim_sites(
     return added
 
 
-def _lock_tenant(conn: psycopg.Connection, tenant_id: str) -> str:
+def lock_tenant(conn: psycopg.Connection, tenant_id: str) -> str:
     """Lock the tenant against deprovisioning (which clears its sites); return its status."""
     # The lock deprovision_tenant takes before it deletes the tenant's rows.
     conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"migrate|{tenant_id}",))
@@ -158,7 +158,7 @@ def add_sites(
     wanted = validate_site_ids(site_ids)
     postgres.ensure_warehouse()
     with postgres.transaction() as conn:
-        if _lock_tenant(conn, tenant_id) == "deprovisioned":
+        if lock_tenant(conn, tenant_id) == "deprovisioned":
             raise TenantStateError(
                 f"tenant {tenant_id!r} is deprovisioned and has no sites; register it again "
                 f"(analytics-platform tenants add {tenant_id}) before adding sites"
@@ -183,7 +183,7 @@ def remove_site(postgres: PostgresResource, tenant_id: str, site_id: str, *, act
         )
     postgres.ensure_warehouse()
     with postgres.transaction() as conn:
-        _lock_tenant(conn, tenant_id)
+        lock_tenant(conn, tenant_id)
         removed = conn.execute(
             "DELETE FROM platform.tenant_sites WHERE site_id = %s AND tenant_id = %s "
             "RETURNING added_at",

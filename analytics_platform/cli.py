@@ -114,6 +114,30 @@ tenants.add_command(tenants_origins)
 
 
 @main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8088, show_default=True)
+def collector(host: str, port: int) -> None:
+    """Serve the event collector: POST /v1/events and /collect (write key), GET /health.
+
+    Accepted events land durably under LANDING_DIR/<tenant>/<day>/ (COLLECTOR_* settings).
+    """
+    from analytics_platform import stack
+    from analytics_platform.service.server import serve
+    from analytics_platform.settings import SettingsError, collector_settings
+
+    try:
+        settings = collector_settings()
+    except SettingsError as err:
+        raise click.ClickException(str(err)) from err
+    from analytics_platform.resources.postgres import PostgresResource
+
+    # Only the warehouse (for keys): no Dagster files are needed to run a collector.
+    database_url = stack.warehouse_url(load_settings())
+    PostgresResource(url=database_url).ensure_warehouse()
+    serve(settings, database_url, host, port)
+
+
+@main.command()
 @click.argument("target", metavar="MODEL.COLUMN")
 @click.option(
     "--format", "output", type=click.Choice(["tree", "json"]), default="tree", show_default=True

@@ -47,7 +47,11 @@ JSON_COLUMN = CONTRACT[-1].column
 _AT = {f.column: i for i, f in enumerate(PICKED)}
 TENANT_AT = next(i for i, f in enumerate(PICKED) if f.kind is Kind.TENANT)
 SITE_AT = next(i for i, f in enumerate(PICKED) if f.kind is Kind.SITE)
-(OCCURRED_AT,) = (i for i, f in enumerate(PICKED) if f.kind is Kind.TIMESTAMP)
+(OCCURRED_AT,) = (i for i, f in enumerate(PICKED) if f.kind is Kind.TIMESTAMP and f.windowed)
+# Timestamps outside any window (the collector's receive time): plain in the tracker's form.
+UNWINDOWED_TIMES = tuple(
+    i for i, f in enumerate(PICKED) if f.kind is Kind.TIMESTAMP and not f.windowed
+)
 DECIMALS = tuple((i, f.column) for i, f in enumerate(PICKED) if f.kind is Kind.DECIMAL)
 PATTERNS = tuple((i, f.pattern) for i, f in enumerate(PICKED) if f.pattern is not None)
 REQUIRED_AT = tuple(i for i, f in enumerate(PICKED) if f.required)
@@ -121,6 +125,7 @@ class RowEncoder:
         self._plans: dict[tuple[str, ...], Plan | None] = {}
         # (position, the pattern's fullmatch, the values that matched it so far)
         self._patterns = [(at, pattern.fullmatch, set()) for at, pattern in PATTERNS]
+        self._plain_times: set[str] = set()  # receive times already found plain
         self._header: list[str] | None = None
         self.fields: set[str] = set()  # keys of the properties of the rows encoded
         self._csv: tuple[itemgetter, tuple[tuple[str, int], ...], int] | None = None
@@ -259,6 +264,15 @@ class RowEncoder:
         if not _TRACKER_TIME(text):
             # The tracker's own form (2026-06-01T10:00:00.000Z) Postgres reads as is.
             values[OCCURRED_AT] = occurred_at.isoformat()
+        for at in UNWINDOWED_TIMES:
+            value = values[at]
+            if value is not None and value not in self._plain_times:
+                if not _plain_time(value):
+                    return None
+                # A collector stamps a whole request's events alike: most are seen already.
+                if len(self._plain_times) >= _KNOWN_VALUES:
+                    self._plain_times.clear()
+                self._plain_times.add(value)
         for at, matches, known in self._patterns:
             value = values[at]
             if value is not None and value not in known:
@@ -306,6 +320,17 @@ def _tracker_time(text: str) -> bool:
         and text[4] == text[7] == "-"
         and text[13] == text[16] == ":"
     )
+
+
+def _plain_time(text: str) -> bool:
+    """A timestamp the fast path stores as it is: the tracker's form, a real instant."""
+    if not _tracker_time(text):
+        return False
+    try:
+        _fromisoformat(text[:23] + "+00:00")
+    except ValueError:
+        return False
+    return True
 
 
 _TRACKER_TIME = _tracker_time

@@ -145,6 +145,8 @@ class KeyAuthenticator:
         (see REJECTIONS) or AuthUnavailable."""
         if kind not in KEY_PREFIXES:
             raise ValueError(f"kind must be one of {sorted(KEY_PREFIXES)}, got {kind!r}")
+        if isinstance(secret, str):
+            secret = secret.strip()  # a key pasted with its newline is still the key
         if secret is None or secret == "":
             raise KeyRejected("missing_key")
         if not isinstance(secret, str) or SECRET_PATTERN.fullmatch(secret) is None:

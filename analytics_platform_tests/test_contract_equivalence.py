@@ -206,6 +206,7 @@ def reference(job: FileJob, lines: list[tuple[int, bytes]], header: list[str] | 
     return Converter(job, header, fast=False).convert(lines)
 
 
+TIMESTAMP_COLUMNS = frozenset(f.column for f in CONTRACT if f.kind is Kind.TIMESTAMP)
 COPY_ESCAPES = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}
 
 
@@ -226,7 +227,7 @@ def stored(row: str) -> tuple[object, ...]:
     values: list[object] = []
     for column, field in zip(RAW_COLUMNS, fields, strict=True):
         value = copy_value(field)
-        if column == "occurred_at" and value is not None:
+        if column in TIMESTAMP_COLUMNS and value is not None:
             value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
         elif column == "properties" and value is not None:
             value = json.dumps(json.loads(value), sort_keys=True)
@@ -384,3 +385,26 @@ def test_plain_csv_rows_take_the_column_path():
         stored(row)[CONTRACT_COLUMNS.index("site_id")] for row in plain.text.decode().splitlines()
     }
     assert sites == {"shop-de", TENANT}
+
+
+def test_the_collectors_receive_time_takes_the_fast_paths():
+    """Not vacuous for receivedAt: the collector's form stays fast, days late included."""
+    encoder = Converter(job(csv_file=False)).encoder
+    plain = {
+        "eventId": "e-1",
+        "eventType": "page_view",
+        "timestamp": "2026-11-02T10:15:00.250Z",
+        "visitorId": "v-1",
+        "receivedAt": "2026-11-09T08:00:00.125Z",  # a week after its day: no window applies
+    }
+    row = encoder.encode(plain, needs_escape=False, short=True)
+    assert row is not None and "2026-11-09T08:00:00.125Z" in row.split("\t")
+    assert encoder.encode({**plain, "receivedAt": "2026-02-30T08:00:00.000Z"},
+                          needs_escape=False, short=True) is None  # fmt: skip
+    header = [*HEADER, "received_at"]
+    block = b"".join(PLAIN_CSV + b"," + at + b"\n" for at in (b"2026-11-09T08:00:00.125Z", b""))
+    split = Converter(job(csv_file=True), header).csv_columns().split(2, block)
+    assert split is not None and split.rows == 2 and split.rest == []
+    received = [stored(row)[CONTRACT_COLUMNS.index("received_at")] for row in
+                split.text.decode().splitlines()]  # fmt: skip
+    assert received == [dt.datetime(2026, 11, 9, 8, 0, 0, 125000, tzinfo=UTC), None]

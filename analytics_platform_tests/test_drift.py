@@ -67,3 +67,44 @@ def test_new_fields_warn_once_per_tenant_and_stay_in_properties(
         ("locale", D2, f"{tenant}/{D2}/events.jsonl"),
         ("screen", D1, f"{tenant}/{D1}/events.jsonl"),
     ]
+
+
+def test_the_collectors_receive_time_loads_into_its_column_and_is_no_drift(
+    landing_dir, resources, instance, postgres, new_tenant
+):
+    tenant = new_tenant("recv")
+    instance.add_dynamic_partitions("tenants", [tenant])
+    write_lines(
+        day_file(landing_dir, tenant, D1),
+        [
+            tracker_event("e1", "v1", f"{D1}T10:00:00Z", receivedAt=f"{D2}T07:00:00.250Z"),
+            tracker_event("e2", "v1", f"{D1}T10:05:00Z", receivedAt="not a time"),
+            tracker_event("e3", "v1", f"{D1}T10:06:00Z"),
+        ],
+    )
+    (day_file(landing_dir, tenant, D1, "export.csv")).write_text(
+        "event_id,event_type,occurred_at,visitor_id,received_at\n"
+        f"c1,page_view,{D1}T11:00:00.000Z,v2,{D1}T11:00:01.500Z\n",
+        encoding="utf-8",
+    )
+    result = materialize_layer(RAW_ONLY, tenant, D1, resources, instance)
+    assert drift_check(result).passed  # receivedAt is the contract's, not a new field
+    with postgres.connect() as conn:
+        loaded = conn.execute(
+            "SELECT event_id, received_at, properties FROM raw.file_events "
+            "WHERE tenant_id = %s ORDER BY event_id",
+            (tenant,),
+        ).fetchall()
+        quarantined = conn.execute(
+            "SELECT reason, detail, raw_text FROM platform.quarantine WHERE tenant_id = %s",
+            (tenant,),
+        ).fetchall()
+    utc = dt.timezone.utc
+    assert [(event, at, props) for event, at, props in loaded] == [
+        ("c1", dt.datetime(2026, 11, 8, 11, 0, 1, 500000, tzinfo=utc), {}),
+        ("e1", dt.datetime(2026, 11, 9, 7, 0, 0, 250000, tzinfo=utc), {}),
+        ("e3", None, {}),
+    ]
+    ((reason, detail, raw_text),) = quarantined
+    assert reason == "bad_timestamp" and "received_at 'not a time'" in detail
+    assert '"e2"' in raw_text

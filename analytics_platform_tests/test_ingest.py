@@ -214,3 +214,21 @@ def test_which_files_count_as_landed(tmp_path: Path, name: str, expected: bool):
     path = tmp_path / name
     path.write_text("")
     assert is_landing_file(path) is expected
+
+
+def test_the_collectors_receive_time_is_a_contract_column_bound_to_no_window():
+    """receivedAt (or received_at) fills received_at, never properties; an event may be
+    received days after its day, so no window applies, but a bad value is refused."""
+    late = "2026-11-09T08:00:00.125Z"
+    row = canonical({**TRACKER_EVENT, "receivedAt": late})
+    assert row["received_at"] == dt.datetime(2026, 11, 9, 8, 0, 0, 125000, tzinfo=UTC)
+    assert json.loads(row["properties"]) == {"screen": "1440x900"}
+    assert canonical({**TRACKER_EVENT, "received_at": late})["received_at"] == row["received_at"]
+    assert canonical(TRACKER_EVENT)["received_at"] is None
+    for bad in ("yesterday", "2026-02-30T08:00:00.000Z", True, {"at": late}):
+        refused = violation({**TRACKER_EVENT, "receivedAt": bad})
+        assert refused.reason is Reason.BAD_TIMESTAMP
+        assert refused.detail.startswith("received_at ")
+    # The event's own time decides first, as the contract orders its checks.
+    both = violation({**TRACKER_EVENT, "timestamp": "nope", "receivedAt": "nope"})
+    assert both.detail.startswith("timestamp 'nope'")

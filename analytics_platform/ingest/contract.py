@@ -54,7 +54,7 @@ class Kind(str, Enum):
     TEXT = "text"  # a string (an integer is read as its digits), <= MAX_TEXT_CHARS, no NUL
     TENANT = "tenant"  # if given, the folder's (or API's) tenant; stored: that tenant
     SITE = "site"  # if given, one of the tenant's sites; stored: it, else the tenant's id
-    TIMESTAMP = "timestamp"  # ISO 8601 (naive is UTC) or epoch s/ms, inside the day's window
+    TIMESTAMP = "timestamp"  # ISO 8601 (naive is UTC) or epoch s/ms; `windowed`: in the day
     DECIMAL = "decimal"  # a number or its text, finite, |x| < 1e14
     JSON = "json"  # an object or its JSON text; the record's unknown keys are merged in
 
@@ -71,6 +71,7 @@ class Field:
     rule: str = ""  # what a value breaking `pattern` is not, for the detail
     nested: tuple[str, ...] = ()  # else the `column` key of the object at this path
     reason: Reason = Reason.WRONG_TYPE  # the reason a value breaking the field's rule gets
+    windowed: bool = True  # a TIMESTAMP must fall inside the day's window (else out_of_window)
 
 
 UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
@@ -94,6 +95,15 @@ CONTRACT: tuple[Field, ...] = (
         Kind.TIMESTAMP,
         required=True,
         reason=Reason.BAD_TIMESTAMP,  # and out_of_window outside the day's window
+    ),
+    # When the collector received the event (it adds receivedAt to each): any time, since
+    # an event may arrive days late; a bad one is a bad_timestamp like any other.
+    Field(
+        "received_at",
+        ("receivedAt", "received_at"),
+        Kind.TIMESTAMP,
+        reason=Reason.BAD_TIMESTAMP,
+        windowed=False,
     ),
     Field("visitor_id", ("visitorId", "visitor_id", "anonymousId"), required=True),
     Field("user_id", ("userId", "user_id")),
@@ -192,8 +202,10 @@ def holds_surrogate(value: object) -> bool:
     return False
 
 
-def parse_timestamp(value: object) -> dt.datetime:
-    """ISO 8601 (naive means UTC) or epoch seconds/milliseconds -> aware UTC datetime."""
+def parse_timestamp(value: object, label: str = "timestamp") -> dt.datetime:
+    """ISO 8601 (naive means UTC) or epoch seconds/milliseconds -> aware UTC datetime.
+
+    `label` names the field in the violation's detail."""
     try:
         if isinstance(value, bool):
             raise TypeError
@@ -203,7 +215,7 @@ def parse_timestamp(value: object) -> dt.datetime:
         if isinstance(value, str):
             text = value.strip()
             if ":" not in text and EPOCH_PATTERN.fullmatch(text):
-                return parse_timestamp(float(text))
+                return parse_timestamp(float(text), label)
             parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
             if parsed.tzinfo is None:
                 parsed = parsed.replace(tzinfo=dt.timezone.utc)
@@ -211,7 +223,7 @@ def parse_timestamp(value: object) -> dt.datetime:
         raise TypeError
     except (TypeError, ValueError, OverflowError, OSError) as err:
         raise ContractViolation(
-            Reason.BAD_TIMESTAMP, f"timestamp {str(value)[:64]!r} is not ISO 8601 or epoch"
+            Reason.BAD_TIMESTAMP, f"{label} {str(value)[:64]!r} is not ISO 8601 or epoch"
         ) from err
 
 
@@ -311,8 +323,9 @@ def to_canonical(
 
     for f in CONTRACT:
         if f.kind is Kind.TIMESTAMP and found[f.column] is not None:
-            at = values[f.column] = parse_timestamp(found[f.column])
-            if not window_start <= at < window_end:
+            label = "timestamp" if f.windowed else f.column
+            at = values[f.column] = parse_timestamp(found[f.column], label)
+            if f.windowed and not window_start <= at < window_end:
                 raise ContractViolation(
                     Reason.OUT_OF_WINDOW,
                     f"timestamp {at.isoformat()} is outside "

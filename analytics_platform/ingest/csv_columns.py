@@ -13,7 +13,8 @@ A row takes this path when its line:
 - has as many fields as the header, and is at most MAX_TEXT_CHARS bytes;
 - has every required value, an empty payload tenant or the folder's, and an
   empty site or one of the tenant's;
-- has a timestamp in the tracker's form (2026-06-01T10:00:00.000Z) inside the window;
+- has a timestamp in the tracker's form (2026-06-01T10:00:00.000Z) inside the window,
+  and each timestamp bound to no window (the receive time) empty or in that form;
 - has values matching every pattern of the contract (event type, currency), and
   no decimal (revenue: the per-line path normalises amounts).
 Which columns these are comes from the contract (contract.py, via encode.py's plan).
@@ -44,6 +45,7 @@ from analytics_platform.ingest.encode import (
     REQUIRED_AT,
     SITE_AT,
     TENANT_AT,
+    UNWINDOWED_TIMES,
     RowEncoder,
     encode_properties,
 )
@@ -213,12 +215,17 @@ class CsvColumns:
                 matches = pc.match_substring_regex(values, pattern.pattern)
                 masks.append(pc.or_kleene(pc.is_null(values), matches))
         occurred = self._get(table, keys[OCCURRED_AT])
-        tracker = pc.match_substring_regex(occurred, TRACKER_TIME)
-        try:
-            times = pc.if_else(tracker, occurred, EPOCH_TEXT).cast(TIMESTAMP)
-        except pa.ArrowInvalid:
+        tracker, times = _tracker_times(occurred)
+        if times is None:
             return None  # an impossible day in the tracker's form: let Python say which
         masks.append(tracker)
+        for at in UNWINDOWED_TIMES:
+            if keys[at] is not None:
+                values = self._get(table, keys[at])
+                plain, checked = _tracker_times(values)
+                if checked is None:
+                    return None
+                masks.append(pc.or_kleene(pc.is_null(values), plain))
         masks.append(pc.greater_equal(times, pa.scalar(self.encoder.window_start, TIMESTAMP)))
         masks.append(pc.less(times, pa.scalar(self.encoder.window_end, TIMESTAMP)))
         plain = masks[0]
@@ -254,6 +261,16 @@ class CsvColumns:
             texts.append(encoded[0])
             fields.update(encoded[1])
         return texts, kept, fields
+
+
+def _tracker_times(values: pa.StringArray) -> tuple[pa.BooleanArray, pa.Array | None]:
+    """Which values are in the tracker's form, and the times (others read as the epoch);
+    None for the times when one in that form is an impossible day (Arrow refuses it)."""
+    tracker = pc.match_substring_regex(values, TRACKER_TIME)
+    try:
+        return tracker, pc.if_else(tracker, values, EPOCH_TEXT).cast(TIMESTAMP)
+    except pa.ArrowInvalid:
+        return tracker, None
 
 
 def _lines(block: bytes) -> tuple[bytes, pa.StringArray, bool] | None:

@@ -47,7 +47,11 @@ JSON_COLUMN = CONTRACT[-1].column
 _AT = {f.column: i for i, f in enumerate(PICKED)}
 TENANT_AT = next(i for i, f in enumerate(PICKED) if f.kind is Kind.TENANT)
 SITE_AT = next(i for i, f in enumerate(PICKED) if f.kind is Kind.SITE)
-(OCCURRED_AT,) = (i for i, f in enumerate(PICKED) if f.kind is Kind.TIMESTAMP)
+(OCCURRED_AT,) = (i for i, f in enumerate(PICKED) if f.kind is Kind.TIMESTAMP and f.windowed)
+# Timestamps outside any window (the collector's receive time): plain in the tracker's form.
+UNWINDOWED_TIMES = tuple(
+    i for i, f in enumerate(PICKED) if f.kind is Kind.TIMESTAMP and not f.windowed
+)
 DECIMALS = tuple((i, f.column) for i, f in enumerate(PICKED) if f.kind is Kind.DECIMAL)
 PATTERNS = tuple((i, f.pattern) for i, f in enumerate(PICKED) if f.pattern is not None)
 REQUIRED_AT = tuple(i for i, f in enumerate(PICKED) if f.required)
@@ -259,6 +263,9 @@ class RowEncoder:
         if not _TRACKER_TIME(text):
             # The tracker's own form (2026-06-01T10:00:00.000Z) Postgres reads as is.
             values[OCCURRED_AT] = occurred_at.isoformat()
+        for at in UNWINDOWED_TIMES:
+            if values[at] is not None and not _plain_time(values[at]):
+                return None
         for at, matches, known in self._patterns:
             value = values[at]
             if value is not None and value not in known:
@@ -306,6 +313,17 @@ def _tracker_time(text: str) -> bool:
         and text[4] == text[7] == "-"
         and text[13] == text[16] == ":"
     )
+
+
+def _plain_time(text: str) -> bool:
+    """A timestamp the fast path stores as it is: the tracker's form, a real instant."""
+    if not _tracker_time(text):
+        return False
+    try:
+        _fromisoformat(text[:23] + "+00:00")
+    except ValueError:
+        return False
+    return True
 
 
 _TRACKER_TIME = _tracker_time

@@ -154,6 +154,7 @@ CREATE TABLE IF NOT EXISTS raw.file_events (
     event_type      text NOT NULL,
     event_name      text,
     occurred_at     timestamptz NOT NULL,
+    received_at     timestamptz,  -- the collector's receive time (receivedAt), else NULL
     visitor_id      text NOT NULL,
     user_id         text,
     session_hint    text,
@@ -178,6 +179,8 @@ CREATE TABLE IF NOT EXISTS raw.file_events (
 );
 CREATE INDEX IF NOT EXISTS file_events_slice_idx ON raw.file_events (tenant_id, _partition_date);
 ALTER TABLE raw.file_events ADD COLUMN IF NOT EXISTS site_id text;
+-- Warehouses from before the collector: events loaded then have no receive time.
+ALTER TABLE raw.file_events ADD COLUMN IF NOT EXISTS received_at timestamptz;
 
 -- Events from the tenants' HTTP export APIs (raw_api_events): the same columns as
 -- raw.file_events; _source is the page URL and _source_line the event's position in it.
@@ -185,6 +188,7 @@ ALTER TABLE raw.file_events ADD COLUMN IF NOT EXISTS site_id text;
 CREATE TABLE IF NOT EXISTS raw.api_events (LIKE raw.file_events INCLUDING DEFAULTS);
 CREATE INDEX IF NOT EXISTS api_events_slice_idx ON raw.api_events (tenant_id, _partition_date);
 ALTER TABLE raw.api_events ADD COLUMN IF NOT EXISTS site_id text;
+ALTER TABLE raw.api_events ADD COLUMN IF NOT EXISTS received_at timestamptz;
 
 -- How far raw_api_events has read each tenant-day's export: the next run resumes from
 -- resume_cursor (NULL: it reloads the whole day). Written in the load's transaction.

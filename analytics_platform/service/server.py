@@ -51,5 +51,6 @@ def serve(settings: CollectorSettings, database_url: str, host: str, port: int) 
     )
     # uvicorn re-raises the signal that stopped it once it is done, so the process
     # would die of SIGTERM after a clean shutdown; ignored here, it exits 0 instead.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, signal.SIG_IGN)
     uvicorn.Server(config).run()

@@ -155,6 +155,8 @@ class _Segment:
     size: int = 0
     durable_size: int = 0  # bytes known synced
     folder_synced: bool = False
+    identity: tuple[int, int] = (0, 0)  # (st_dev, st_ino) of the open file
+    checked_round: int = -1
 
     @property
     def tmp_path(self) -> Path:
@@ -198,6 +200,7 @@ class SegmentWriter:
         self._unsealed: list[_Segment] = []  # segments whose closing failed; retried
         self._dirty_folders: set[Path] = set()
         self._sequence = 0
+        self._round = 0
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._closing = False
@@ -272,6 +275,7 @@ class SegmentWriter:
     def commit(self, requests: list[WriteRequest]) -> list[LandingUnavailable | None]:
         """Write each request's lines, sync everything written once; per request, None
         when its lines are on disk, else why not (its lines were taken back out)."""
+        self._round += 1
         errors: list[LandingUnavailable | None] = [None] * len(requests)
         touched: list[list[_Segment]] = [[] for _ in requests]
         for index, request in enumerate(requests):
@@ -336,7 +340,7 @@ class SegmentWriter:
 
     def _segment(self, tenant: str, day: str) -> _Segment:
         segment = self._open.get((tenant, day))
-        if segment is not None:
+        if segment is not None and self._still_in_place(segment):
             return segment
         if not is_valid_tenant_id(tenant) or dt.date.fromisoformat(day).isoformat() != day:
             raise ValueError(f"not a landing folder: {tenant!r}/{day!r}")
@@ -359,9 +363,27 @@ class SegmentWriter:
             0o644,
         )
         self._dirty_folders.add(folder)
-        segment = _Segment(folder, name, fd, self._clock())
+        info = os.fstat(fd)
+        segment = _Segment(folder, name, fd, self._clock(), identity=(info.st_dev, info.st_ino))
+        segment.checked_round = self._round
         self._open[(tenant, day)] = segment
         return segment
+
+    def _still_in_place(self, segment: _Segment) -> bool:
+        """Whether the open file is still at its path in the zone (checked once a round):
+        a zone moved or replaced under the collector must not take events unseen."""
+        if segment.checked_round == self._round:
+            return True
+        try:
+            info = os.stat(segment.tmp_path, follow_symlinks=False)
+            in_place = (info.st_dev, info.st_ino) == segment.identity
+        except OSError:
+            in_place = False
+        if in_place:
+            segment.checked_round = self._round
+        else:
+            self._retire(segment)  # sealed where it is once its folder is back
+        return in_place
 
     # ------------------------------------------------------------------ closing
 

@@ -14,7 +14,7 @@ import uvicorn
 
 from analytics_platform.service.collector import create_app
 from analytics_platform.service.segments import SegmentWriter, recover_abandoned
-from analytics_platform.settings import CollectorSettings
+from analytics_platform.settings import CollectorSettings, key_cache_seconds
 
 log = logging.getLogger("analytics_platform.collector")
 # Connections beyond this get 503 from uvicorn: with the body limit, it bounds memory.
@@ -38,7 +38,7 @@ def serve(settings: CollectorSettings, database_url: str, host: str, port: int) 
         f"stopped collectors; listening on http://{host}:{port}",
         flush=True,
     )
-    auth = KeyAuthenticator(PostgresResource(url=database_url), cache_seconds=5.0)
+    auth = KeyAuthenticator(PostgresResource(url=database_url), cache_seconds=key_cache_seconds())
     config = uvicorn.Config(
         create_app(settings, writer, auth),
         host=host,
@@ -51,5 +51,6 @@ def serve(settings: CollectorSettings, database_url: str, host: str, port: int) 
     )
     # uvicorn re-raises the signal that stopped it once it is done, so the process
     # would die of SIGTERM after a clean shutdown; ignored here, it exits 0 instead.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, signal.SIG_IGN)
     uvicorn.Server(config).run()

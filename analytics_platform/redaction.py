@@ -14,6 +14,7 @@ one of them can be written in any of these ways:
   and `key: value` or JSON (`"password": "pw"`): quoted values with their
   backslash escapes, unquoted ones up to ASCII whitespace as libpq reads them.
 - `Authorization:` headers (any scheme) and bare `Bearer <token>` / `Basic <token>`.
+- The platform's own API keys (`apk_w_...`, `apk_r_...`) anywhere, all but their key id.
 
 It masks more than strictly needed rather than less (`password_reset=...` loses
 its value too); text without credentials comes back unchanged.
@@ -64,6 +65,9 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(rf"(?i)(\bbearer\s+){_NOT_MASKED}[\w.~+/-]+=*"), rf"\1{MASK}"),
     # Basic <base64>: capitalised and long, so prose ("a basic check") stays as it is.
     (re.compile(r"(\bBasic\s+)[A-Za-z0-9+/]{8,}={0,2}"), rf"\1{MASK}"),
+    # An API key (tenants/key_format.py) wherever it is, a beacon's writeKey say: its
+    # first 12 characters are its key id, which listings show, so they stay.
+    (re.compile(r"(apk_[wr]_[A-Za-z0-9_-]{6})[A-Za-z0-9_-]{37,}"), rf"\1{MASK}"),
 ]
 
 

@@ -436,6 +436,36 @@ def test_malformed_events_and_pages_are_quarantined_and_the_rest_loads(
     assert (cursor, complete) == ("5", True)
 
 
+def test_an_events_receive_time_loads_into_its_column_and_a_bad_one_is_quarantined(
+    api_tenant, event_api_server, postgres, resources, instance
+):
+    late = f"{DAY + dt.timedelta(days=3)}T08:00:00.125Z"  # received days later: no window
+    stamped = [
+        tracker_event("r1", "v1", f"{DAY}T10:00:00Z", receivedAt=late),
+        tracker_event("r2", "v1", f"{DAY}T10:01:00Z", received_at=f"{DAY}T10:01:02Z"),
+        tracker_event("r3", "v1", f"{DAY}T10:02:00Z", receivedAt="2026-02-30T00:00:00Z"),
+        tracker_event("r4", "v1", f"{DAY}T10:03:00Z"),
+    ]
+    event_api_server.events[DAY.isoformat()] = stamped
+    meta = metadata(load(api_tenant, resources, instance))
+    assert (meta["rows_loaded"], meta["quarantine_reasons"]) == (3, {"bad_timestamp": 1})
+    with postgres.connect() as conn:
+        rows = conn.execute(
+            "SELECT event_id, received_at, properties FROM raw.api_events "
+            "WHERE tenant_id = %s ORDER BY event_id",
+            (api_tenant,),
+        ).fetchall()
+    utc = dt.timezone.utc
+    assert rows == [
+        ("r1", dt.datetime(2026, 11, 5, 8, 0, 0, 125000, tzinfo=utc), {}),
+        ("r2", dt.datetime(2026, 11, 2, 10, 1, 2, tzinfo=utc), {}),
+        ("r4", None, {}),
+    ]
+    ((_, line, reason, detail, _),) = quarantine_rows(postgres, api_tenant)
+    # r3 is the first event of the second page (two a page).
+    assert (line, reason) == (1, "bad_timestamp") and detail.startswith("received_at ")
+
+
 @pytest.mark.parametrize("full_refresh", [True, False], ids=["full_refresh", "resume"])
 def test_a_run_that_runs_out_of_retries_leaves_the_partition_and_watermark_as_they_were(
     full_refresh, api_tenant, event_api_server, postgres, resources, instance

@@ -490,3 +490,22 @@ def test_a_warehouse_from_before_keys_upgrades_in_place(fresh_database):
         ("file_events", "timestamp with time zone"),
     ]
     assert tables == (2,) and old == [("old", None)]
+
+
+def test_a_key_is_masked_in_any_text_but_its_key_id():
+    from analytics_platform.redaction import redact
+    from analytics_platform.tenants.key_format import new_secret
+
+    for kind in ("write", "read"):
+        secret = new_secret(kind)
+        for text in (
+            f'{{"writeKey": "{secret}", "events": []}}',
+            f"POST /collect?k={secret} 401",
+            f"key {secret}, rejected",
+            secret,
+        ):
+            masked = redact(text)
+            assert secret[12:] not in masked and secret[:12] in masked, text
+        assert redact(f"Authorization: Bearer {secret}") == "Authorization: ***"
+        assert redact(f"sent Bearer {secret}") == "sent Bearer ***"
+    assert redact("apk_w_short is no key") == "apk_w_short is no key"

@@ -25,6 +25,7 @@ from typing import TypeVar
 
 import psycopg
 
+from analytics_platform.redaction import redact
 from analytics_platform.resources.postgres import PostgresResource
 from analytics_platform.settings import DEFAULT_KEY_CACHE_SECONDS
 from analytics_platform.tenants.key_format import KEY_PREFIXES, SECRET_PATTERN, key_hash
@@ -257,7 +258,7 @@ class KeyAuthenticator:
                 self._drop_connection()
                 if attempt == 2:
                     self._down_until = time.monotonic() + self.retry_seconds
-                    raise _Unreachable(str(err).strip().splitlines()[0]) from err
+                    raise _Unreachable(redact(str(err).strip().splitlines()[0])) from err
             except psycopg.Error:
                 self._drop_connection()
                 raise

@@ -39,6 +39,9 @@ JOURNALS = ".collectors"
 TMP_SUFFIX = ".tmp"
 _TAIL_CHUNK = 1 << 16
 _MAX_BATCH = 4096  # requests written per group commit, so one answer never waits on all
+# Events spread over many days open a segment per day: past this many open files the
+# oldest is closed early, so a backfill of old events cannot exhaust file descriptors.
+MAX_OPEN_SEGMENTS = 256
 
 
 class LandingUnavailable(Exception):
@@ -320,16 +323,22 @@ class SegmentWriter:
                 segment.durable_size = segment.size
             except OSError as err:
                 failed[segment] = err
+        failed_folders: dict[Path, OSError] = {}
         for folder in sorted(self._dirty_folders):
             try:
                 _fsync_dir(folder)
                 self._dirty_folders.discard(folder)
             except OSError as err:
-                for segment in segments:
-                    if segment.folder == folder or folder in segment.folder.parents:
-                        failed.setdefault(segment, err)
+                failed_folders[folder] = err
         for segment in segments:
-            if segment.folder not in self._dirty_folders and segment not in failed:
+            if segment.folder_synced or segment in failed:
+                continue
+            # Durable once its folder, the tenant's and the root all name what they hold.
+            chain = (segment.folder, segment.folder.parent, self.root)
+            error = next((failed_folders[f] for f in chain if f in failed_folders), None)
+            if error is not None:
+                failed[segment] = error
+            elif not any(f in self._dirty_folders for f in chain):
                 segment.folder_synced = True
         for segment in failed:
             # Whatever the page cache holds after a failed fsync is unknown: keep only
@@ -344,6 +353,8 @@ class SegmentWriter:
             return segment
         if not is_valid_tenant_id(tenant) or dt.date.fromisoformat(day).isoformat() != day:
             raise ValueError(f"not a landing folder: {tenant!r}/{day!r}")
+        if len(self._open) >= MAX_OPEN_SEGMENTS:
+            self._retire(min(self._open.values(), key=lambda s: s.opened_at))
         folder = self.root / tenant / day
         for path in (self.root / tenant, folder):
             try:

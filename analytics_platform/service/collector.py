@@ -206,6 +206,8 @@ class Collector:
     async def health(self, _request: Request) -> Response:
         """200 only when a probe file can be created, synced and removed in LANDING_DIR."""
         try:
+            if not self.writer.alive:
+                raise OSError("the segment writer is not running (starting or stopping)")
             await run_in_threadpool(probe_landing, self.settings.landing_dir)
         except OSError as err:
             body = {

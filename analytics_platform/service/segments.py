@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import logging
 import os
 import queue
 import re
@@ -34,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from analytics_platform.tenants.ids import is_valid_tenant_id
+
+log = logging.getLogger(__name__)
 
 JOURNALS = ".collectors"
 TMP_SUFFIX = ".tmp"
@@ -260,10 +263,44 @@ class SegmentWriter:
                     break
             stop = any(item is _STOP for item in batch)
             requests = [item for item in batch if item is not _STOP]
-            for request, error in zip(requests, self.commit(requests), strict=True):
+            self._answer(requests)
+            self._guarded(self.seal_due)
+        self._guarded(self.seal_all)
+        self._refuse_leftovers()
+
+    def _refuse_leftovers(self) -> None:
+        """Answer what was queued after the stop (nothing, when the server drained first)."""
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not _STOP:
+                item.done(LandingUnavailable("the collector is shutting down"))
+
+    def _answer(self, requests: list[WriteRequest]) -> None:
+        """Commit and answer every request, whatever fails: a request never waits forever."""
+        try:
+            errors = self.commit(requests)
+        except Exception as err:  # a bug must refuse requests, not stop the thread
+            log.exception("segment writer: commit failed")
+            errors = [LandingUnavailable(f"the collector failed to write: {err}")] * len(requests)
+        for request, error in zip(requests, errors, strict=True):
+            try:
                 request.done(error)
-            self.seal_due()
-        self.seal_all()
+            except Exception:  # e.g. the event loop already closed at shutdown
+                log.exception("segment writer: could not answer a request")
+
+    def _guarded(self, action: Callable[[], None]) -> None:
+        try:
+            action()
+        except Exception:
+            log.exception("segment writer: closing segments failed; retried next tick")
+
+    @property
+    def alive(self) -> bool:
+        """Whether the writer thread runs (it does between `start` and `close`)."""
+        return self._thread is not None and self._thread.is_alive()
 
     def _seconds_to_next_seal(self) -> float | None:
         if not self._open and not self._unsealed:

@@ -19,7 +19,7 @@ import requests
 from psycopg import sql
 
 from analytics_platform.resources.postgres import PostgresResource
-from analytics_platform.service.segments import JOURNALS
+from analytics_platform.service.landing_io import JOURNALS
 from analytics_platform.stack import with_database
 from analytics_platform.tenants.keys import create_key
 from analytics_platform.tenants.registry import register_tenant

@@ -17,14 +17,14 @@ import pytest
 from analytics_platform.ingest.landing_tree import scan_landing
 from analytics_platform.service.batches import Refused, landing_day, landing_lines, parse_batch
 from analytics_platform.service.body import read_body
+from analytics_platform.service.landing_io import JOURNALS
 from analytics_platform.service.rate_limit import TenantRateLimit
+from analytics_platform.service.recovery import recover_abandoned
 from analytics_platform.service.segments import (
-    JOURNALS,
     MAX_OPEN_SEGMENTS,
     LandingUnavailable,
     SegmentWriter,
     WriteRequest,
-    recover_abandoned,
 )
 from analytics_platform.settings import SettingsError, collector_settings
 

@@ -13,11 +13,14 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
+import psycopg
 import pytest
 import requests
+from psycopg import sql
 
 from analytics_platform.resources.postgres import PostgresResource
-from analytics_platform.service.segments import JOURNALS
+from analytics_platform.service.landing_io import JOURNALS
+from analytics_platform.stack import with_database
 from analytics_platform.tenants.keys import create_key
 from analytics_platform.tenants.registry import register_tenant
 from analytics_platform_tests.cli_harness import cli_environment
@@ -260,3 +263,30 @@ def test_a_full_disk_answers_503_and_keeps_exactly_what_it_acknowledged(
     assert collector.stop() == 0
     counts = assert_each_once(tiny_landing, acked)
     assert sum(counts.values()) == len(acked), "nothing of the refused request landed"
+
+
+def test_keys_that_cannot_be_checked_answer_503_and_known_ones_keep_working(
+    tmp_path: Path, fresh_database, dagster_storage_url, clickhouse_url, landing_dir: Path
+):
+    url = fresh_database("ap_test_collector_auth")
+    postgres = PostgresResource(url=url)
+    postgres.ensure_warehouse()
+    register_tenant(postgres, "outage_t", actor="test")
+    known = create_key(postgres, "outage_t", kind="write", actor="test")[1]
+    unseen = create_key(postgres, "outage_t", kind="write", actor="test")[1]
+    env = cli_environment(tmp_path, url, dagster_storage_url, clickhouse_url, landing_dir)
+    collector = start_collector(env, tmp_path / "collector.log", FAST)
+    first = batch()
+    assert collector.post_events(first, known).status_code == 202
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(with_database(url, "postgres"), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+    refused = collector.post_events(batch(), unseen)
+    assert refused.status_code == 503
+    assert refused.json()["error"]["code"] == "auth_unavailable"
+    second = batch()
+    assert collector.post_events(second, known).status_code == 202, "a key seen lately"
+    assert collector.stop() == 0
+    counts = assert_each_once(landing_dir, [e["eventId"] for e in first + second])
+    assert sum(counts.values()) == 40

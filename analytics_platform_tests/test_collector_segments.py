@@ -17,13 +17,14 @@ import pytest
 from analytics_platform.ingest.landing_tree import scan_landing
 from analytics_platform.service.batches import Refused, landing_day, landing_lines, parse_batch
 from analytics_platform.service.body import read_body
+from analytics_platform.service.landing_io import JOURNALS
 from analytics_platform.service.rate_limit import TenantRateLimit
+from analytics_platform.service.recovery import recover_abandoned
 from analytics_platform.service.segments import (
-    JOURNALS,
+    MAX_OPEN_SEGMENTS,
     LandingUnavailable,
     SegmentWriter,
     WriteRequest,
-    recover_abandoned,
 )
 from analytics_platform.settings import SettingsError, collector_settings
 
@@ -316,3 +317,15 @@ def test_collector_settings_defaults_and_refusals():
         collector_settings(
             {"COLLECTOR_RATE_BURST_EVENTS": "10", "COLLECTOR_MAX_EVENTS_PER_REQUEST": "100"}
         )
+
+
+def test_events_over_many_days_never_hold_more_than_the_open_segment_limit(tmp_path: Path):
+    writer = SegmentWriter(tmp_path, max_age_seconds=3600, max_bytes=1 << 20)
+    days = [(START + dt.timedelta(days=n)).isoformat() for n in range(MAX_OPEN_SEGMENTS + 44)]
+    (error,) = writer.commit([WriteRequest("acme", {day: lines(day) for day in days})])
+    assert error is None
+    writer.seal_due()
+    assert writer.open_segments == MAX_OPEN_SEGMENTS
+    assert len(landed(tmp_path)) == 44, "the oldest were closed early, complete"
+    writer.close()
+    assert sorted(landed(tmp_path).values()) == sorted(lines(day) for day in days)

@@ -29,13 +29,9 @@ from starlette.routing import Route
 
 from analytics_platform.service.batches import Refused, landing_lines, parse_batch
 from analytics_platform.service.body import check_media_type, read_body
+from analytics_platform.service.landing_io import probe_landing
 from analytics_platform.service.rate_limit import TenantRateLimit, retry_after
-from analytics_platform.service.segments import (
-    LandingUnavailable,
-    SegmentWriter,
-    WriteRequest,
-    probe_landing,
-)
+from analytics_platform.service.segments import LandingUnavailable, SegmentWriter, WriteRequest
 from analytics_platform.settings import CollectorSettings
 
 ACCEPTED_STATUS = 202
@@ -206,6 +202,8 @@ class Collector:
     async def health(self, _request: Request) -> Response:
         """200 only when a probe file can be created, synced and removed in LANDING_DIR."""
         try:
+            if not self.writer.alive:
+                raise OSError("the segment writer is not running (starting or stopping)")
             await run_in_threadpool(probe_landing, self.settings.landing_dir)
         except OSError as err:
             body = {

@@ -14,7 +14,8 @@ Several collectors may share one landing zone: the instance id (host, pid, start
 random) is in every name, and each collector holds an `flock` on its journal
 `LANDING_DIR/.collectors/<instance>.lock`, which lists the segments it opened. A journal
 nobody holds belongs to a dead collector: `recover_abandoned` closes that collector's
-segments (cutting a torn last line, which was never acknowledged) and removes it.
+segments (cutting a torn last line, which was never acknowledged) and removes it
+(recovery.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import logging
 import os
 import queue
 import re
@@ -33,12 +35,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from analytics_platform.service.landing_io import JOURNALS, TMP_SUFFIX, fsync_dir, write_all
 from analytics_platform.tenants.ids import is_valid_tenant_id
 
-JOURNALS = ".collectors"
-TMP_SUFFIX = ".tmp"
-_TAIL_CHUNK = 1 << 16
+log = logging.getLogger(__name__)
+
 _MAX_BATCH = 4096  # requests written per group commit, so one answer never waits on all
+# Events spread over many days open a segment per day: past this many open files the
+# oldest is closed early, so a backfill of old events cannot exhaust file descriptors.
+MAX_OPEN_SEGMENTS = 256
 
 
 class LandingUnavailable(Exception):
@@ -50,100 +55,6 @@ def instance_id(now: dt.datetime | None = None) -> str:
     host = re.sub(r"[^A-Za-z0-9]+", "-", socket.gethostname()).strip("-")[:32] or "host"
     started = (now or dt.datetime.now(dt.timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
     return f"{host}-{os.getpid()}-{started}-{secrets.token_hex(3)}"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _complete_lines_size(fd: int, size: int) -> int:
-    """The length of the file's content up to and including its last newline."""
-    end = size
-    while end > 0:
-        start = max(0, end - _TAIL_CHUNK)
-        newline = os.pread(fd, end - start, start).rfind(b"\n")
-        if newline >= 0:
-            return start + newline + 1
-        end = start
-    return 0
-
-
-def seal_file(tmp_path: Path) -> Path | None:
-    """Close a `*.tmp` segment: cut a torn last line, sync, rename, sync the folder.
-
-    Returns the final path, or None when nothing was left (the file is removed).
-    """
-    fd = os.open(tmp_path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
-    try:
-        size = os.fstat(fd).st_size
-        complete = _complete_lines_size(fd, size)
-        if complete != size:
-            os.ftruncate(fd, complete)
-        os.fdatasync(fd)
-    finally:
-        os.close(fd)
-    final = tmp_path.with_name(tmp_path.name.removesuffix(TMP_SUFFIX))
-    if complete == 0:
-        tmp_path.unlink()
-        result = None
-    else:
-        os.rename(tmp_path, final)
-        result = final
-    _fsync_dir(tmp_path.parent)
-    return result
-
-
-def recover_abandoned(root: Path, own_journal: Path | None = None) -> list[Path]:
-    """Close the segments of every collector that died on this landing zone.
-
-    A journal whose lock can be taken has no living owner; a live collector's is skipped.
-    Returns the segments made final.
-    """
-    folder = root / JOURNALS
-    sealed: list[Path] = []
-    for journal in sorted(folder.glob("*.lock")) if folder.is_dir() else []:
-        if own_journal is not None and journal == own_journal:
-            continue
-        try:
-            fd = os.open(journal, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
-        except FileNotFoundError:
-            continue  # recovered by another collector just now
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # its collector is alive
-            with os.fdopen(os.dup(fd), "rb") as stream:
-                listed = stream.read().decode("utf-8", "replace").splitlines()
-            for relative in dict.fromkeys(listed):
-                tmp = root / relative
-                if relative.endswith(TMP_SUFFIX) and ".." not in relative and tmp.is_file():
-                    final = seal_file(tmp)
-                    if final is not None:
-                        sealed.append(final)
-            with contextlib.suppress(FileNotFoundError):
-                journal.unlink()
-            _fsync_dir(folder)
-        finally:
-            os.close(fd)
-    return sealed
-
-
-def probe_landing(root: Path) -> None:
-    """Create, sync and remove a dotfile in the landing zone; raises OSError if it cannot."""
-    probe = root / f".health-{os.getpid()}-{secrets.token_hex(4)}"
-    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-    try:
-        os.write(fd, b"probe\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-        with contextlib.suppress(FileNotFoundError):
-            probe.unlink()
 
 
 @dataclass(eq=False)  # hashed by identity: one object per open file
@@ -211,7 +122,7 @@ class SegmentWriter:
             self.journal, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644
         )
         fcntl.flock(self._journal_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        _fsync_dir(journals)
+        fsync_dir(journals)
 
     # ------------------------------------------------------------------ the thread
 
@@ -257,10 +168,44 @@ class SegmentWriter:
                     break
             stop = any(item is _STOP for item in batch)
             requests = [item for item in batch if item is not _STOP]
-            for request, error in zip(requests, self.commit(requests), strict=True):
+            self._answer(requests)
+            self._guarded(self.seal_due)
+        self._guarded(self.seal_all)
+        self._refuse_leftovers()
+
+    def _refuse_leftovers(self) -> None:
+        """Answer what was queued after the stop (nothing, when the server drained first)."""
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not _STOP:
+                item.done(LandingUnavailable("the collector is shutting down"))
+
+    def _answer(self, requests: list[WriteRequest]) -> None:
+        """Commit and answer every request, whatever fails: a request never waits forever."""
+        try:
+            errors = self.commit(requests)
+        except Exception as err:  # a bug must refuse requests, not stop the thread
+            log.exception("segment writer: commit failed")
+            errors = [LandingUnavailable(f"the collector failed to write: {err}")] * len(requests)
+        for request, error in zip(requests, errors, strict=True):
+            try:
                 request.done(error)
-            self.seal_due()
-        self.seal_all()
+            except Exception:  # e.g. the event loop already closed at shutdown
+                log.exception("segment writer: could not answer a request")
+
+    def _guarded(self, action: Callable[[], None]) -> None:
+        try:
+            action()
+        except Exception:
+            log.exception("segment writer: closing segments failed; retried next tick")
+
+    @property
+    def alive(self) -> bool:
+        """Whether the writer thread runs (it does between `start` and `close`)."""
+        return self._thread is not None and self._thread.is_alive()
 
     def _seconds_to_next_seal(self) -> float | None:
         if not self._open and not self._unsealed:
@@ -296,7 +241,7 @@ class SegmentWriter:
             for day, lines in request.lines_by_day.items():
                 segment = self._segment(request.tenant, day)
                 written.append((segment, segment.size))
-                _write_all(segment.fd, lines, segment.size)
+                write_all(segment.fd, lines, segment.size)
                 segment.size += len(lines)
         except OSError:
             for segment, size in written:
@@ -320,16 +265,22 @@ class SegmentWriter:
                 segment.durable_size = segment.size
             except OSError as err:
                 failed[segment] = err
+        failed_folders: dict[Path, OSError] = {}
         for folder in sorted(self._dirty_folders):
             try:
-                _fsync_dir(folder)
+                fsync_dir(folder)
                 self._dirty_folders.discard(folder)
             except OSError as err:
-                for segment in segments:
-                    if segment.folder == folder or folder in segment.folder.parents:
-                        failed.setdefault(segment, err)
+                failed_folders[folder] = err
         for segment in segments:
-            if segment.folder not in self._dirty_folders and segment not in failed:
+            if segment.folder_synced or segment in failed:
+                continue
+            # Durable once its folder, the tenant's and the root all name what they hold.
+            chain = (segment.folder, segment.folder.parent, self.root)
+            error = next((failed_folders[f] for f in chain if f in failed_folders), None)
+            if error is not None:
+                failed[segment] = error
+            elif not any(f in self._dirty_folders for f in chain):
                 segment.folder_synced = True
         for segment in failed:
             # Whatever the page cache holds after a failed fsync is unknown: keep only
@@ -344,6 +295,8 @@ class SegmentWriter:
             return segment
         if not is_valid_tenant_id(tenant) or dt.date.fromisoformat(day).isoformat() != day:
             raise ValueError(f"not a landing folder: {tenant!r}/{day!r}")
+        if len(self._open) >= MAX_OPEN_SEGMENTS:
+            self._retire(min(self._open.values(), key=lambda s: s.opened_at))
         folder = self.root / tenant / day
         for path in (self.root / tenant, folder):
             try:
@@ -428,19 +381,8 @@ class SegmentWriter:
                 tmp.unlink()
         else:
             os.rename(tmp, segment.folder / segment.name)
-        _fsync_dir(segment.folder)
+        fsync_dir(segment.folder)
 
     @property
     def open_segments(self) -> int:
         return len(self._open)
-
-
-def _write_all(fd: int, data: bytes, offset: int) -> None:
-    """pwrite until every byte is written (a regular file may take fewer at once)."""
-    view = memoryview(data)
-    while view:
-        count = os.pwrite(fd, view, offset)
-        if count == 0:
-            raise OSError("the landing zone took no bytes (disk full?)")
-        view = view[count:]
-        offset += count

@@ -13,7 +13,8 @@ import signal
 import uvicorn
 
 from analytics_platform.service.collector import create_app
-from analytics_platform.service.segments import SegmentWriter, recover_abandoned
+from analytics_platform.service.recovery import recover_abandoned
+from analytics_platform.service.segments import SegmentWriter
 from analytics_platform.settings import CollectorSettings, key_cache_seconds
 
 log = logging.getLogger("analytics_platform.collector")

@@ -44,13 +44,17 @@ def prepare() -> None:
     help="First day of generated events (UTC).",
 )
 def demo(days: int, events_per_day: int, start: dt.datetime) -> None:
-    """Run the whole pipeline on synthetic events for 3 tenants, then print a summary."""
+    """Run the whole pipeline on synthetic events for 3 tenants, then print a summary.
+
+    The first tenant's events go through a collector the demo starts and stops.
+    """
+    from analytics_platform.demo.collector_feed import CollectorError
     from analytics_platform.demo.launch import LaunchRefused, RunNotSuccessful, WebserverError
     from analytics_platform.demo.pipeline import format_summary, run_demo
 
     try:
         summary = run_demo(days=days, events_per_day=events_per_day, start=start.date())
-    except (RunNotSuccessful, WebserverError, LaunchRefused) as err:
+    except (RunNotSuccessful, WebserverError, LaunchRefused, CollectorError) as err:
         raise click.ClickException(str(err)) from err
     click.echo(format_summary(summary))
     if summary.mismatches:
@@ -107,6 +111,30 @@ def stop() -> None:
 main.add_command(tenants)
 tenants.add_command(tenants_keys)
 tenants.add_command(tenants_origins)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8088, show_default=True)
+def collector(host: str, port: int) -> None:
+    """Serve the event collector: POST /v1/events and /collect (write key), GET /health.
+
+    Accepted events land durably under LANDING_DIR/<tenant>/<day>/ (COLLECTOR_* settings).
+    """
+    from analytics_platform import stack
+    from analytics_platform.service.server import serve
+    from analytics_platform.settings import SettingsError, collector_settings
+
+    try:
+        settings = collector_settings()
+    except SettingsError as err:
+        raise click.ClickException(str(err)) from err
+    from analytics_platform.resources.postgres import PostgresResource
+
+    # Only the warehouse (for keys): no Dagster files are needed to run a collector.
+    database_url = stack.warehouse_url(load_settings())
+    PostgresResource(url=database_url).ensure_warehouse()
+    serve(settings, database_url, host, port)
 
 
 @main.command()

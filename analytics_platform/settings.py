@@ -13,6 +13,7 @@ installed or started by hand:
 | `ALERT_WEBHOOK_URL` | empty: failed runs are logged, not posted                 |
 | `TENANT_FRESHNESS_CRON` | `15 * * * *`: when `every_active_tenant_fresh` runs (UTC) |
 | `LANDING_TIMESTAMP_TOLERANCE_MINUTES` | `0`: the landing loader's and checks' tolerance |
+| `COLLECTOR_*`     | the event collector's limits (`collector_settings`)       |
 | `KEY_CACHE_SECONDS` | `5`: how long a service trusts a key's cached state (revocation delay) |
 
 The Dagster definitions read these through `dagster.EnvVar`; `stack.py` fills
@@ -146,3 +147,70 @@ def load_settings(environ: os._Environ[str] | dict[str, str] | None = None) -> P
         project_dir=(cwd / env.get("DAGSTER_HOME", ".")).resolve(),
         alert_webhook_url=env.get("ALERT_WEBHOOK_URL", ""),
     )
+
+
+# name -> (default, minimum): the collector's limits, each a positive number.
+COLLECTOR_DEFAULTS: dict[str, tuple[float, float]] = {
+    # A segment is closed (renamed to *.jsonl, visible to the landing sensor) this old...
+    "COLLECTOR_SEGMENT_MAX_AGE_SECONDS": (10.0, 0.05),
+    # ...or once it holds this many bytes, whichever comes first.
+    "COLLECTOR_SEGMENT_MAX_BYTES": (64 << 20, 1024),
+    # The body of one request, compressed and decompressed alike.
+    "COLLECTOR_MAX_BODY_BYTES": (1 << 20, 1024),
+    "COLLECTOR_MAX_EVENTS_PER_REQUEST": (1000, 1),
+    # Each tenant's token bucket: events per second, and how many may come at once.
+    "COLLECTOR_RATE_EVENTS_PER_SECOND": (5000.0, 0.001),
+    "COLLECTOR_RATE_BURST_EVENTS": (20000, 1),
+}
+
+
+@dataclass(frozen=True)
+class CollectorSettings:
+    """The collector's limits (`analytics-platform collector`); see COLLECTOR_DEFAULTS."""
+
+    landing_dir: Path
+    start_date: dt.date
+    segment_max_age_seconds: float = COLLECTOR_DEFAULTS["COLLECTOR_SEGMENT_MAX_AGE_SECONDS"][0]
+    segment_max_bytes: int = int(COLLECTOR_DEFAULTS["COLLECTOR_SEGMENT_MAX_BYTES"][0])
+    max_body_bytes: int = int(COLLECTOR_DEFAULTS["COLLECTOR_MAX_BODY_BYTES"][0])
+    max_events_per_request: int = int(COLLECTOR_DEFAULTS["COLLECTOR_MAX_EVENTS_PER_REQUEST"][0])
+    rate_events_per_second: float = COLLECTOR_DEFAULTS["COLLECTOR_RATE_EVENTS_PER_SECOND"][0]
+    rate_burst_events: int = int(COLLECTOR_DEFAULTS["COLLECTOR_RATE_BURST_EVENTS"][0])
+
+
+def _collector_number(env: Mapping[str, str], name: str) -> float:
+    default, minimum = COLLECTOR_DEFAULTS[name]
+    value = env.get(name, "")
+    try:
+        number = float(value) if value else default
+    except ValueError:
+        number = float("nan")
+    if not number >= minimum or number == float("inf"):
+        raise SettingsError(f"{name}={value!r}: use a number >= {minimum:g} (default {default:g})")
+    return number
+
+
+def collector_settings(environ: Mapping[str, str] | None = None) -> CollectorSettings:
+    """The collector's settings: LANDING_DIR, PLATFORM_START_DATE and the COLLECTOR_* limits.
+
+    A burst smaller than the largest request could never be admitted, so it is refused here.
+    """
+    env = os.environ if environ is None else environ
+    numbers = {name: _collector_number(env, name) for name in COLLECTOR_DEFAULTS}
+    settings = CollectorSettings(
+        landing_dir=(Path.cwd() / env.get("LANDING_DIR", "data/landing")).resolve(),
+        start_date=dt.date.fromisoformat(platform_start_date(env)),
+        segment_max_age_seconds=numbers["COLLECTOR_SEGMENT_MAX_AGE_SECONDS"],
+        segment_max_bytes=int(numbers["COLLECTOR_SEGMENT_MAX_BYTES"]),
+        max_body_bytes=int(numbers["COLLECTOR_MAX_BODY_BYTES"]),
+        max_events_per_request=int(numbers["COLLECTOR_MAX_EVENTS_PER_REQUEST"]),
+        rate_events_per_second=numbers["COLLECTOR_RATE_EVENTS_PER_SECOND"],
+        rate_burst_events=int(numbers["COLLECTOR_RATE_BURST_EVENTS"]),
+    )
+    if settings.rate_burst_events < settings.max_events_per_request:
+        raise SettingsError(
+            f"COLLECTOR_RATE_BURST_EVENTS={settings.rate_burst_events} is smaller than "
+            f"COLLECTOR_MAX_EVENTS_PER_REQUEST={settings.max_events_per_request}: a full "
+            "request could never be admitted; raise the burst or lower the request limit"
+        )
+    return settings

@@ -76,13 +76,17 @@ def stop_embedded_postgres(data_dir: Path) -> bool:
     return True
 
 
+def warehouse_url(settings: PlatformSettings) -> str:
+    """DATABASE_URL, or the embedded server's warehouse database (started if need be)."""
+    if settings.database_url:
+        return settings.database_url
+    server = start_embedded_postgres(settings.embedded_postgres_dir)
+    return ensure_database(with_database(server, WAREHOUSE_DATABASE))
+
+
 def platform_environment(settings: PlatformSettings) -> dict[str, str]:
     """Every variable the Dagster processes read, with embedded defaults filled in."""
-    if settings.database_url:
-        database_url = settings.database_url
-    else:
-        server = start_embedded_postgres(settings.embedded_postgres_dir)
-        database_url = ensure_database(with_database(server, WAREHOUSE_DATABASE))
+    database_url = warehouse_url(settings)
     dagster_url = os.environ.get("DAGSTER_POSTGRES_URL") or ensure_database(
         with_database(database_url, DAGSTER_DATABASE)
     )

@@ -1,6 +1,6 @@
-"""`analytics-platform demo`: every layer reconciles with the generated files, its run is
-one the UI lists under its job and re-executes to the same counts, and it leaves no
-process behind."""
+"""`analytics-platform demo`: every layer reconciles with the generated files, one tenant's
+events came through the collector, its run is one the UI lists under its job and
+re-executes to the same counts, and it leaves no process behind."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ from analytics_platform.demo.pipeline import (
     TenantSummary,
     collect_summary,
     format_summary,
+    generate_demo_events,
     reconcile,
     run_demo,
 )
@@ -110,8 +111,14 @@ def test_demo_loads_every_layer_and_its_run_reexecutes_from_the_ui_to_the_same_c
     assert len(first.run_ids) == 1  # the tenants were registered side by side: one run
 
     # Check the summary against the generator independently of `reconcile`.
-    expected = generate_landing(
-        Path(demo_env["LANDING_DIR"]), tenants, first.dates, events_per_day=60
+    landing = Path(demo_env["LANDING_DIR"])
+    expected = generate_demo_events(
+        landing,
+        tmp_path / "outbox",
+        tenants,
+        first.dates,
+        events_per_day=60,
+        collector_tenant=tenants[0],
     )
     for tenant in tenants:
         got, want = first.tenants[tenant], expected.totals(tenant)
@@ -120,6 +127,35 @@ def test_demo_loads_every_layer_and_its_run_reexecutes_from_the_ui_to_the_same_c
         assert sum(got.quarantined.values()) == 4
         assert (got.sessions, got.page_views) == (want["sessions"], want["page_views"])
         assert got.mart_rows == got.serving_rows == 2
+
+    # The first tenant's events came through the collector: every one it acknowledged
+    # was loaded from its segments (raw, or quarantine for the defects), nothing else.
+    feed = first.collector
+    assert (feed.tenant, feed.posted, feed.accepted) == (tenants[0], 124, 124)
+    assert first.tenants[tenants[0]].quarantined == {"missing_field": 2, "wrong_type": 2}
+    assert feed.segments and all(
+        re.fullmatch(rf"{tenants[0]}/2026-10-0[56]/collector-[^/]+\.jsonl", s)
+        for s in feed.segments
+    )
+    # Only segments in its folders: no landing file was written for that tenant.
+    assert sorted(
+        str(p.relative_to(landing)) for p in (landing / tenants[0]).rglob("*") if p.is_file()
+    ) == sorted(feed.segments)
+    with PostgresResource(url=demo_env["DATABASE_URL"]).connect() as conn:
+        sources = conn.execute(
+            "SELECT _source, count(*) FROM raw.file_events WHERE tenant_id = %s "
+            "GROUP BY _source UNION ALL SELECT source, count(*) FROM platform.quarantine "
+            "WHERE tenant_id = %s GROUP BY source",
+            (tenants[0], tenants[0]),
+        ).fetchall()
+    assert {source for source, _ in sources} == set(feed.segments)
+    assert sum(n for _, n in sources) == feed.accepted
+    # The collector was stopped, its process group with it.
+    collector_log = (Path(demo_env["PLATFORM_HOME"]) / "demo" / "collector.log").read_text()
+    # It names itself `collector <host>-<pid>-<start>-<random>: ...` when it starts.
+    (collector_id,) = re.findall(r"^collector (\S+): ", collector_log, flags=re.MULTILINE)
+    collector_pid = int(collector_id.rsplit("-", 3)[1])
+    assert left_in_group(collector_pid) == []
 
     # Nothing of the demo's process group is left: webserver, code server, run worker, dbt.
     assert (
@@ -173,6 +209,7 @@ def test_demo_loads_every_layer_and_its_run_reexecutes_from_the_ui_to_the_same_c
     }
     printed = format_summary(first)
     assert "Every layer reconciles" in printed
+    assert f"Through the collector: 124 of {tenants[0]}'s events acknowledged" in printed
     assert all(tenant in printed for tenant in tenants)
     assert f"http://127.0.0.1:3000/runs/{first.run_ids[0]}" in printed
 

@@ -25,7 +25,8 @@ DAGSTER_YAML = ROOT / "dagster.yaml"
 POSTGRES_INIT_DIR = "/docker-entrypoint-initdb.d"
 
 DAGSTER_SERVICES = ("code", "webserver", "daemon")
-ALL_SERVICES = ("postgres", "clickhouse", *DAGSTER_SERVICES)
+COLLECTOR = "collector"
+ALL_SERVICES = ("postgres", "clickhouse", *DAGSTER_SERVICES, COLLECTOR)
 STORES = ("postgres", "clickhouse")
 # Variables the platform reads (settings.py, definitions.py, dagster.yaml).
 REQUIRED_ENV = (
@@ -453,6 +454,48 @@ def test_dagster_services_run_the_built_image(services: dict[str, Any]) -> None:
         assert _service(services, name).get("image") == code.get("image"), (
             f"{name} should run the image the code service builds ({code.get('image')})"
         )
+
+
+# --------------------------------------------------------------------------- collector
+
+
+def test_collector_serves_on_its_published_port_from_the_built_image(
+    services: dict[str, Any],
+) -> None:
+    collector = _service(services, COLLECTOR)
+    assert collector.get("image") == _service(services, "code").get("image")
+    args = _command(collector)
+    assert args[:2] == ["analytics-platform", "collector"], args
+    assert _option(args, "--host") == "0.0.0.0", "reachable from outside its container"
+    port = _option(args, "--port")
+    published = [str(p).split(":")[-1] for p in collector.get("ports") or []]
+    assert port and port in published, f"collector port {port} is not published ({published})"
+    check = " ".join(map(str, (collector.get("healthcheck") or {}).get("test") or []))
+    assert f"127.0.0.1:{port}/health" in check, f"the healthcheck should ask /health: {check}"
+
+
+def test_collector_writes_where_the_code_server_reads(services: dict[str, Any]) -> None:
+    collector, code = _service(services, COLLECTOR), _service(services, "code")
+    env, code_env = _environment(collector), _environment(code)
+    # The same warehouse (keys), start date (which day folders can run) and landing folder.
+    for key in ("DATABASE_URL", "PLATFORM_START_DATE", "LANDING_DIR"):
+        assert env.get(key) == code_env.get(key), (key, env.get(key), code_env.get(key))
+    mounted = {dst: src for src, dst in _volume_mounts(collector)}
+    code_mounted = {dst: src for src, dst in _volume_mounts(code)}
+    assert mounted.get(env["LANDING_DIR"]) == code_mounted[code_env["LANDING_DIR"]]
+    depends_on = collector.get("depends_on") or {}
+    assert depends_on.get("postgres", {}).get("condition") == "service_healthy"
+
+
+def test_collector_settings_in_compose_are_ones_the_collector_reads(
+    services: dict[str, Any],
+) -> None:
+    from analytics_platform.settings import COLLECTOR_DEFAULTS, collector_settings
+
+    env = _environment(_service(services, COLLECTOR))
+    named = {key for key in env if key.startswith("COLLECTOR_")}
+    assert named and named <= set(COLLECTOR_DEFAULTS), named - set(COLLECTOR_DEFAULTS)
+    collector_settings({key: _render(env[key]) for key in named})  # defaults are accepted
 
 
 # --------------------------------------------------------------------------- image

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import Counter
 
+import pytest
+
 from analytics_platform.demo.generator import FORMATS, generate_landing
-from analytics_platform.ingest.contract import CONTRACT_COLUMNS, ContractViolation, to_canonical
+from analytics_platform.ingest.contract import (
+    CONTRACT_COLUMNS,
+    ContractViolation,
+    Reason,
+    to_canonical,
+)
 from analytics_platform.ingest.files import read_landing_file
 from analytics_platform.resources.landing import LandingZoneResource
 
@@ -115,3 +123,22 @@ def test_every_quarantine_reason_the_generator_knows_shows_up(tmp_path):
         assert {"missing_field", "bad_timestamp", "out_of_window", "tenant_mismatch"} <= reasons
         assert "wrong_type" in reasons
         assert reasons & {"invalid_json", "undecodable_bytes"}
+
+
+def test_a_tenant_sent_through_a_collector_gets_json_lines_whose_defects_parse(tmp_path):
+    defects = (Reason.MISSING_FIELD, Reason.WRONG_TYPE)
+    generated = generate_landing(
+        tmp_path, ("acme",), DAYS, events_per_day=30, formats=("jsonl",), json_defects=defects
+    )
+    landing = LandingZoneResource(root=str(tmp_path))
+    for (tenant, day), expected in generated.days.items():
+        assert expected.file.name.endswith(".jsonl")
+        lines = expected.file.read_text().splitlines()
+        assert all(isinstance(json.loads(line), dict) for line in lines)  # a collector takes all
+        rows, reasons = outcome(landing, tenant, day, expected.file)
+        assert dict(reasons) == expected.quarantined
+        assert len(rows) == expected.valid == 30
+    assert generated.totals("acme")["quarantined"] == {"missing_field": 4, "wrong_type": 4}
+
+    with pytest.raises(ValueError, match="formats must be some of"):
+        generate_landing(tmp_path, ("acme",), DAYS, formats=("xml",))

@@ -299,21 +299,34 @@ def generate_landing(
     events_per_day: int = 400,
     malformed_per_file: int = 2,
     seed: int = 7,
+    formats: Sequence[str] = FORMATS,
+    json_defects: Sequence[Reason] = JSON_DEFECTS,
 ) -> GeneratedLanding:
     """Write one landing file per tenant-day under `root` and return what each must yield.
 
-    Files this generator wrote before for the same tenant-days are replaced, so
-    running it twice leaves the same landing zone.
+    Files rotate through `formats` (a subset of FORMATS); a JSON file's malformed lines
+    cycle through `json_defects`. The demo's collector tenant gets JSON lines only, with
+    defects that still parse (a collector refuses a body that is not JSON). Files this
+    generator wrote before for the same tenant-days are replaced, so running it twice
+    leaves the same landing zone.
     """
     if events_per_day < 1 or malformed_per_file < 0:
         raise ValueError("events_per_day must be >= 1 and malformed_per_file >= 0")
+    unknown = sorted(set(formats) - set(FORMATS)) + sorted(
+        str(r) for r in set(json_defects) - set(JSON_DEFECTS)
+    )
+    if unknown or not formats or not json_defects:
+        raise ValueError(
+            f"formats must be some of {FORMATS} and json_defects some of "
+            f"{[r.value for r in JSON_DEFECTS]}; not {unknown or 'none'}"
+        )
     generated = GeneratedLanding(root=root)
     for tenant_index, tenant in enumerate(tenants):
         visitors: list[_Visitor] = []
         defects_written = 0
         for day_index, day in enumerate(sorted(days)):
             rng = random.Random(f"{seed}/{tenant}/{day.isoformat()}")
-            style = FORMATS[(tenant_index + day_index) % len(FORMATS)]
+            style = formats[(tenant_index + day_index) % len(formats)]
             events, sessions = _day_events(rng, tenant, day, visitors, events_per_day)
             events.sort(key=lambda e: e["occurred_at"])
 
@@ -323,7 +336,7 @@ def generate_landing(
                 defects = CSV_DEFECTS
             else:
                 texts = [json.dumps(_tracker_json(e, tenant, style)) for e in events]
-                defects = JSON_DEFECTS
+                defects = tuple(json_defects)
             lines = [text.encode("utf-8") for text in texts]
             quarantined: Counter[str] = Counter()
             for _ in range(malformed_per_file):

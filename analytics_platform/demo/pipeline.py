@@ -1,7 +1,9 @@
 """`analytics-platform demo`: the whole pipeline on synthetic events, in one Dagster run.
 
-The run is launched through a webserver, as the UI launches one (see launch.py), so the
-UI lists it under its job and can re-execute it.
+One tenant's events enter through the front door: POSTed to a collector the demo
+starts and stops (collector_feed.py), which writes them to landing segments; the
+others' are written as landing files. The run is launched through a webserver, as the
+UI launches one (see launch.py), so the UI lists it under its job and can re-execute it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,15 @@ from pathlib import Path
 from dagster import DagsterInstance
 
 from analytics_platform import stack
+from analytics_platform.demo.collector_feed import (
+    COLLECTOR_DEFECTS,
+    COLLECTOR_FORMATS,
+    CollectorFeed,
+    clear_earlier_feeds,
+    closed_segments,
+    collector_process,
+    feed_tenant,
+)
 from analytics_platform.demo.generator import GeneratedLanding, generate_landing
 from analytics_platform.demo.launch import launch_job_run, ui_webserver, wait_for_run
 from analytics_platform.partitions import range_tags, tenants_partitions
@@ -50,6 +61,7 @@ class DemoSummary:
     seconds: float = 0.0
     run_ids: list[str] = field(default_factory=list)
     mismatches: list[str] = field(default_factory=list)
+    collector: CollectorFeed | None = None
 
 
 def collect_summary(
@@ -106,9 +118,50 @@ def collect_summary(
     return summaries
 
 
-def reconcile(generated: GeneratedLanding, summaries: dict[str, TenantSummary]) -> list[str]:
+def generate_demo_events(
+    landing: Path,
+    outbox: Path,
+    tenants: Sequence[str],
+    dates: Sequence[dt.date],
+    *,
+    events_per_day: int,
+    collector_tenant: str | None,
+) -> GeneratedLanding:
+    """The demo's events: landing files for most tenants, an outbox for the collector's.
+
+    The collector's tenant is generated as JSON lines with defects that parse (see
+    collector_feed.py) into `outbox`, from where the demo POSTs it; the result holds
+    every tenant-day's expectation either way.
+    """
+    file_tenants = [t for t in tenants if t != collector_tenant]
+    generated = generate_landing(landing, file_tenants, dates, events_per_day=events_per_day)
+    if collector_tenant is not None:
+        posted = generate_landing(
+            outbox,
+            [collector_tenant],
+            dates,
+            events_per_day=events_per_day,
+            formats=COLLECTOR_FORMATS,
+            json_defects=COLLECTOR_DEFECTS,
+        )
+        generated.days.update(posted.days)
+    return generated
+
+
+def reconcile(
+    generated: GeneratedLanding,
+    summaries: dict[str, TenantSummary],
+    feed: CollectorFeed | None = None,
+) -> list[str]:
     """Every way the stores disagree with what the generated files imply (empty: all agree)."""
     problems = []
+    if feed is not None and not feed.posted == feed.accepted == sum(
+        e.rows_read for (t, _), e in generated.days.items() if t == feed.tenant
+    ):
+        problems.append(
+            f"{feed.tenant}: the collector acknowledged {feed.accepted} of {feed.posted} "
+            "events posted"
+        )
     days = len({day for _, day in generated.days})
     for tenant, got in summaries.items():
         want = generated.totals(tenant)
@@ -168,13 +221,19 @@ def run_demo(
     start: dt.date = DEMO_START,
     tenants: Sequence[str] = DEMO_TENANTS,
     log_level: str = "INFO",
+    through_collector: bool = True,
 ) -> DemoSummary:
-    """Generate landing files, register tenants and materialize every layer in one run.
+    """Generate events, register tenants and materialize every layer in one run.
 
+    With `through_collector`, the first tenant's events are POSTed through a collector
+    process the demo starts with a write key it creates, and which it stops (SIGTERM:
+    segments closed) before the run; the other tenants' are written as landing files.
     The run is submitted to a webserver serving workspace.yaml, as the UI submits one,
     so it shows under `tenant_day_pipeline` and can be re-executed there. The webserver
     (and the code server and run worker it starts) is stopped before this returns.
     """
+    from analytics_platform.tenants.keys import create_key
+
     began = time.monotonic()
     env = stack.activate()
     dates = [start + dt.timedelta(days=i) for i in range(days)]
@@ -184,18 +243,35 @@ def run_demo(
     # The console shows progress, not every event; the UI has the full log.
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     children = {**os.environ, "PYTHONWARNINGS": QUIET_CHILDREN}
+    demo_home = load_settings().home / "demo"
+    landing = Path(env["LANDING_DIR"])
+    collector_tenant = tenants[0] if through_collector else None
+    feed = None
     with (
         DagsterInstance.get() as instance,
-        ui_webserver(workspace_file, home=load_settings().home / "demo", env=children) as web,
+        ui_webserver(workspace_file, home=demo_home, env=children) as web,
     ):
-        # The webserver loads the code location (several seconds) while the files are
-        # generated and the tenants registered.
-        generated = generate_landing(
-            Path(env["LANDING_DIR"]), tenants, dates, events_per_day=events_per_day
+        # The webserver loads the code location (several seconds) while the events are
+        # generated, the tenants registered and one tenant's events sent.
+        generated = generate_demo_events(
+            landing,
+            demo_home / "outbox",
+            tenants,
+            dates,
+            events_per_day=events_per_day,
+            collector_tenant=collector_tenant,
         )
         for tenant in tenants:
             register_tenant(postgres, tenant, tenant.title(), actor="demo")
             provision_tenant(postgres, clickhouse, instance, tenant, actor="demo")
+        if collector_tenant is not None:
+            clear_earlier_feeds(landing, collector_tenant, dates)
+            _, write_key = create_key(postgres, collector_tenant, kind="write")
+            with collector_process(children, demo_home / "collector.log", Path.cwd()) as collector:
+                collector.wait_healthy()
+                feed = feed_tenant(collector, write_key, generated, collector_tenant)
+            # Stopped: every segment it wrote is closed (renamed from *.tmp) by now.
+            feed.segments = closed_segments(landing, collector_tenant, dates)
         run_ids = []
         for tags in _runs(instance, tenants, dates):
             run_id = launch_job_run(web, "tenant_day_pipeline", run_config=run_config, tags=tags)
@@ -208,7 +284,8 @@ def run_demo(
         environment=env,
         seconds=time.monotonic() - began,
         run_ids=run_ids,
-        mismatches=reconcile(generated, summaries),
+        mismatches=reconcile(generated, summaries, feed),
+        collector=feed,
     )
 
 
@@ -236,6 +313,15 @@ def format_summary(summary: DemoSummary) -> str:
         reasons = ", ".join(f"{reason} {n}" for reason, n in s.quarantined.items()) or "none"
         lines.append(f"  {tenant}: {reasons}")
     lines.append("")
+    feed = summary.collector
+    if feed is not None:
+        lines += [
+            f"Through the collector: {feed.accepted} of {feed.tenant}'s events acknowledged "
+            f"({feed.posted} POSTed to {feed.url} in {feed.requests} requests with a write "
+            f"key), written to {len(feed.segments)} landing segments and loaded from there;",
+            "the other tenants' events were written as landing files.",
+            "",
+        ]
     if summary.mismatches:
         lines += ["MISMATCHES between the stores and the generated files:"]
         lines += [f"  {problem}" for problem in summary.mismatches]

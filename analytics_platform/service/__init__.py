@@ -1,0 +1,1 @@
+"""The platform's HTTP service: the event collector (`analytics-platform collector`)."""

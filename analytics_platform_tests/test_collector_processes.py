@@ -47,6 +47,22 @@ def env(tmp_path, warehouse_url, dagster_storage_url, clickhouse_url, landing_di
 
 
 @pytest.fixture
+def start():
+    """`start_collector`, with every collector it started stopped when the test ends,
+    failed or not (a process left running would outlive the test session)."""
+    started: list[RunningCollector] = []
+
+    def run(*args, **kwargs) -> RunningCollector:
+        started.append(start_collector(*args, **kwargs))
+        return started[-1]
+
+    yield run
+    for collector in started:
+        if collector.process.poll() is None:
+            collector.stop()
+
+
+@pytest.fixture
 def tenant_key(postgres: PostgresResource, new_tenant) -> tuple[str, str]:
     tenant = new_tenant("proc")
     register_tenant(postgres, tenant, actor="test")
@@ -130,10 +146,10 @@ def assert_each_once(landing: Path, acked: list[str]) -> Counter[str]:
 
 
 def test_sigkill_under_load_then_restart_keeps_every_acknowledged_event_once(
-    env, tmp_path: Path, landing_dir: Path, tenant_key
+    start, env, tmp_path: Path, landing_dir: Path, tenant_key
 ):
     _tenant, key = tenant_key
-    first = start_collector(env, tmp_path / "first.log", FAST)
+    first = start(env, tmp_path / "first.log", FAST)
     posters = Posters(first, key)
     wait_for(lambda: len(posters.acked) >= 400, timeout=30, what="acknowledged events")
     first.kill()
@@ -143,7 +159,7 @@ def test_sigkill_under_load_then_restart_keeps_every_acknowledged_event_once(
     with open(left_open[0], "ab") as torn:  # as if the kill had cut a write in half
         torn.write(b'{"eventId":"torn-not-acknowledged","eventTy')
 
-    second = start_collector(env, tmp_path / "second.log", FAST)
+    second = start(env, tmp_path / "second.log", FAST)
     assert open_segments(landing_dir) == [], "recovery closed what the dead collector left"
     counts = assert_each_once(landing_dir, acked)
     assert "torn-not-acknowledged" not in counts
@@ -153,10 +169,10 @@ def test_sigkill_under_load_then_restart_keeps_every_acknowledged_event_once(
 
 
 def test_sigterm_finishes_requests_closes_every_segment_and_exits_0(
-    env, tmp_path: Path, landing_dir: Path, tenant_key
+    start, env, tmp_path: Path, landing_dir: Path, tenant_key
 ):
     _tenant, key = tenant_key
-    collector = start_collector(env, tmp_path / "collector.log", LONG_SEGMENTS)
+    collector = start(env, tmp_path / "collector.log", LONG_SEGMENTS)
     posters = Posters(collector, key, threads=3)
     wait_for(lambda: len(posters.acked) >= 200, timeout=30, what="acknowledged events")
     assert open_segments(landing_dir), "segments stay open for an hour unless stopped"
@@ -168,11 +184,11 @@ def test_sigterm_finishes_requests_closes_every_segment_and_exits_0(
 
 
 def test_two_collectors_share_a_zone_and_recover_only_the_dead_ones_segments(
-    env, tmp_path: Path, landing_dir: Path, tenant_key
+    start, env, tmp_path: Path, landing_dir: Path, tenant_key
 ):
     _tenant, key = tenant_key
-    alive = start_collector(env, tmp_path / "alive.log", LONG_SEGMENTS)
-    doomed = start_collector(env, tmp_path / "doomed.log", LONG_SEGMENTS)
+    alive = start(env, tmp_path / "alive.log", LONG_SEGMENTS)
+    doomed = start(env, tmp_path / "doomed.log", LONG_SEGMENTS)
     acked = []
     for collector in (alive, doomed):
         events = batch()
@@ -183,7 +199,7 @@ def test_two_collectors_share_a_zone_and_recover_only_the_dead_ones_segments(
     assert segments[0].parent == segments[1].parent, "one tenant-day, two names"
     doomed.kill()
 
-    successor = start_collector(env, tmp_path / "successor.log", LONG_SEGMENTS)
+    successor = start(env, tmp_path / "successor.log", LONG_SEGMENTS)
     still_open = open_segments(landing_dir)
     assert len(still_open) == 1, "the living collector's segment is not taken over"
     assert landed_ids(landing_dir).keys() == set(acked[20:]), "the dead one's is closed"
@@ -196,10 +212,10 @@ def test_two_collectors_share_a_zone_and_recover_only_the_dead_ones_segments(
 
 
 def test_an_unwritable_landing_zone_answers_503_and_acknowledges_nothing(
-    env, tmp_path: Path, landing_dir: Path, tenant_key
+    start, env, tmp_path: Path, landing_dir: Path, tenant_key
 ):
     _tenant, key = tenant_key
-    collector = start_collector(env, tmp_path / "collector.log", FAST)
+    collector = start(env, tmp_path / "collector.log", FAST)
     before = batch()
     assert collector.post_events(before, key).status_code == 202
     moved = landing_dir.with_name("landing-away")
@@ -243,13 +259,19 @@ def tiny_landing(tmp_path: Path):
 
 
 def test_a_full_disk_answers_503_and_keeps_exactly_what_it_acknowledged(
-    tmp_path: Path, warehouse_url, dagster_storage_url, clickhouse_url, tiny_landing, tenant_key
+    start,
+    tmp_path: Path,
+    warehouse_url,
+    dagster_storage_url,
+    clickhouse_url,
+    tiny_landing,
+    tenant_key,
 ):
     _tenant, key = tenant_key
     env = cli_environment(
         tmp_path, warehouse_url, dagster_storage_url, clickhouse_url, tiny_landing
     )
-    collector = start_collector(env, tmp_path / "collector.log", LONG_SEGMENTS)
+    collector = start(env, tmp_path / "collector.log", LONG_SEGMENTS)
     acked, answers = [], Counter()
     for _ in range(200):
         events = [{**e, "pad": "p" * 500} for e in batch(10)]
@@ -266,7 +288,7 @@ def test_a_full_disk_answers_503_and_keeps_exactly_what_it_acknowledged(
 
 
 def test_keys_that_cannot_be_checked_answer_503_and_known_ones_keep_working(
-    tmp_path: Path, fresh_database, dagster_storage_url, clickhouse_url, landing_dir: Path
+    start, tmp_path: Path, fresh_database, dagster_storage_url, clickhouse_url, landing_dir: Path
 ):
     url = fresh_database("ap_test_collector_auth")
     postgres = PostgresResource(url=url)
@@ -275,7 +297,7 @@ def test_keys_that_cannot_be_checked_answer_503_and_known_ones_keep_working(
     known = create_key(postgres, "outage_t", kind="write", actor="test")[1]
     unseen = create_key(postgres, "outage_t", kind="write", actor="test")[1]
     env = cli_environment(tmp_path, url, dagster_storage_url, clickhouse_url, landing_dir)
-    collector = start_collector(env, tmp_path / "collector.log", FAST)
+    collector = start(env, tmp_path / "collector.log", FAST)
     first = batch()
     assert collector.post_events(first, known).status_code == 202
     name = url.rsplit("/", 1)[1]

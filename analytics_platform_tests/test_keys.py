@@ -312,8 +312,10 @@ def test_an_unreachable_warehouse_uses_what_is_cached_else_answers_unavailable(
     strict = KeyAuthenticator(postgres, cache_seconds=0.1, stale_seconds=0)
     for auth in (cached, strict):
         assert auth.authenticate(secret).tenant_id == tenant
-    server, name = url.rsplit("/", 1)
-    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+    # Through the conninfo, not the URL's text: the embedded server's URL names a socket path.
+    name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+    admin = psycopg.conninfo.make_conninfo(url, dbname="postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
     time.sleep(0.15)
     assert cached.authenticate(secret).tenant_id == tenant  # stale, within stale_seconds

@@ -15,6 +15,7 @@ from dagster import (
     DynamicPartitionsDefinition,
     MultiPartitionKey,
     MultiPartitionsDefinition,
+    partition_loading_context,
 )
 
 from analytics_platform.settings import platform_start_date
@@ -31,6 +32,14 @@ PARTITION_NAME_TAG = "dagster/partition"
 tenants_partitions = DynamicPartitionsDefinition(name="tenants")
 daily_partitions = DailyPartitionsDefinition(start_date=PLATFORM_START_DATE, timezone="UTC")
 tenant_day = MultiPartitionsDefinition({"date": daily_partitions, "tenant": tenants_partitions})
+
+
+def partitioned_days(now: dt.datetime) -> tuple[dt.date, dt.date | None]:
+    """The first and last days that are `tenant_day` dates at `now` (last None before the
+    first day has ended): a day becomes a partition once it is over, as Dagster counts."""
+    with partition_loading_context(effective_dt=now):
+        last = daily_partitions.get_last_partition_window()
+    return dt.date.fromisoformat(PLATFORM_START_DATE), None if last is None else last.start.date()
 
 
 @dataclass(frozen=True, order=True)

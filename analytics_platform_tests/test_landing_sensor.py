@@ -9,6 +9,7 @@ import time
 import pytest
 from dagster import SensorResult, SkipReason, build_sensor_context
 
+from analytics_platform.partitions import PLATFORM_START_DATE
 from analytics_platform.resources.landing import LandingZoneResource
 from analytics_platform.sensors.landing import LandingCursor, evaluate_landing, landing_file_sensor
 from analytics_platform_tests.events import day_file, tracker_event, write_lines
@@ -178,6 +179,30 @@ def test_unrunnable_folders_are_reported_once_and_never_loop(landing_dir, postgr
         )
     resumed = requests(harness.tick())
     assert [r.partition_key for r in resumed] == [f"{DAY}|{tenants['suspended']}"]
+
+
+def test_a_day_not_over_yet_waits_and_never_fails_the_tick(landing_dir, postgres, tenants):
+    tenant = tenants["active"]
+    harness = Harness(landing_dir, postgres)
+    # 15:00 on the day after DAY: DAY is a partition, its next day is not over yet.
+    now = dt.datetime.combine(DAY + dt.timedelta(days=1), dt.time(15), dt.timezone.utc)
+    landed_at = int((now.timestamp() - 60) * 1e9)
+    early = dt.date.fromisoformat(PLATFORM_START_DATE) - dt.timedelta(days=1)
+    for day in (DAY, DAY + dt.timedelta(days=1), early):
+        landed(landing_dir, tenant, day=day, mtime=landed_at)
+
+    first = harness.tick(now.timestamp())
+    assert [r.partition_key for r in requests(first)] == [f"{DAY}|{tenant}"]
+    assert quarantined(postgres, f"{tenant}/{DAY + dt.timedelta(days=1)}/%") == []
+    assert quarantined(postgres, f"{tenant}/{early}/%") == [(tenant, early, "before_start")]
+
+    quiet = harness.tick(now.timestamp() + 60)
+    assert isinstance(quiet, SkipReason)
+    assert "1 file(s) wait for their day to end" in quiet.skip_message
+
+    over = harness.tick((now + dt.timedelta(hours=10)).timestamp())  # 01:00 the day after
+    assert [r.partition_key for r in requests(over)] == [f"{DAY + dt.timedelta(days=1)}|{tenant}"]
+    assert isinstance(harness.tick((now + dt.timedelta(hours=11)).timestamp()), SkipReason)
 
 
 def test_the_dagster_sensor_requests_runs_and_missing_partitions(

@@ -9,13 +9,17 @@ rename). A run's `run_key` is a digest of the tenant-day's files' contents, so
 an unchanged file (even touched) never runs twice and a replaced one runs again.
 
 Folders the platform cannot run (a tenant that is unknown, suspended or not a
-valid id; a day folder that is not exactly `YYYY-MM-DD`) start no run: each file
-there is reported once, as a skip reason and a `platform.quarantine` record, and
-remembered, so it runs as soon as its tenant becomes active. Symlinks and
+valid id; a day folder that is not exactly `YYYY-MM-DD`, or before the first
+daily partition) start no run: each file there is reported once, as a skip
+reason and a `platform.quarantine` record, and remembered, so it runs as soon as
+its tenant becomes active. A day that is not over yet is no partition yet: its
+files (a collector's, mostly) wait without a report and run once the day ends,
+so one tenant's today never fails the tick that runs everyone's yesterday. Symlinks and
 special files (at tenant, day or file level) are never followed nor read, and
 start no run; each is reported once too (layer `landing_zone`, refusals.py).
 """
 
+import datetime as dt
 import hashlib
 import json
 import time
@@ -45,7 +49,7 @@ from analytics_platform.ingest.landing_tree import (
 )
 from analytics_platform.ingest.refusals import record_refusals
 from analytics_platform.jobs import tenant_day_pipeline
-from analytics_platform.partitions import TenantDay, tenants_partitions
+from analytics_platform.partitions import TenantDay, partitioned_days, tenants_partitions
 from analytics_platform.resources.landing import LandingZoneResource
 from analytics_platform.resources.postgres import PostgresResource
 from analytics_platform.tenants.ids import is_valid_tenant_id
@@ -112,16 +116,29 @@ def _day_digest(root: Path, day: TenantDay) -> str:
     return digest.hexdigest()
 
 
-def _folder_problem(file: LandedFile, statuses: dict[str, str]) -> str | None:
+# A day still going on (or ahead) is no partition yet: its files wait, unreported, and
+# run once it is over. Every other problem is reported once (a quarantine record).
+OPEN_DAY = "open_day"
+
+
+def _folder_problem(
+    file: LandedFile, statuses: dict[str, str], days: tuple[dt.date, dt.date | None]
+) -> str | None:
     """Why this file's folder cannot start a run, or None when it can."""
     tenant = file.tenant_folder
-    if not is_valid_tenant_id(tenant) or parse_day_folder(file.day_folder) is None:
+    day = parse_day_folder(file.day_folder)
+    if not is_valid_tenant_id(tenant) or day is None:
         return "bad_folder"
     status = statuses.get(tenant)
     if status is None or status in ("pending", "deprovisioned"):
         return "unknown_tenant"
     if status == "suspended":
         return "suspended_tenant"
+    first_day, last_day = days
+    if day < first_day:
+        return "before_start"
+    if last_day is None or day > last_day:
+        return OPEN_DAY
     return None
 
 
@@ -132,6 +149,10 @@ PROBLEM_DETAIL = {
     ),
     "unknown_tenant": "no active tenant has this id; register it: analytics-platform tenants add",
     "suspended_tenant": "the tenant is suspended; the file runs when it is resumed",
+    "before_start": (
+        "the day is before PLATFORM_START_DATE, the first daily partition; move the file to "
+        "a later day's folder, or start the platform earlier"
+    ),
 }
 
 
@@ -186,6 +207,7 @@ def evaluate_landing(
     """The sensor's decision, as a plain function of the files, the registry and the cursor."""
     root = Path(landing.root)
     statuses = {t.tenant_id: t.status for t in list_tenants(postgres)}
+    days = partitioned_days(dt.datetime.fromtimestamp(now, dt.timezone.utc))
     started = time.monotonic()
     ready: dict[TenantDay, list[LandedFile]] = {}
     problems: list[tuple[LandedFile, str]] = []
@@ -200,10 +222,12 @@ def evaluate_landing(
         file = by_relative.get(relative)
         if file is None:
             del cursor.blocked[relative]
-        elif _folder_problem(file, statuses) is None:
+        elif (problem := _folder_problem(file, statuses, days)) is None:
             del cursor.blocked[relative]
             day = TenantDay(file.tenant_folder, parse_day_folder(file.day_folder))
             ready.setdefault(day, []).append(file)
+        else:
+            cursor.blocked[relative] = problem  # e.g. its tenant is active, its day still open
 
     for file in files:
         if not cursor.is_new(file.relative, file.mtime_ns):
@@ -220,13 +244,14 @@ def evaluate_landing(
             break
         if time.monotonic() - started > TICK_BUDGET_SECONDS:
             break
-        problem = _folder_problem(file, statuses)
+        problem = _folder_problem(file, statuses, days)
         if problem is None:
             day = TenantDay(file.tenant_folder, parse_day_folder(file.day_folder))
             ready.setdefault(day, []).append(file)
         elif file.relative not in cursor.blocked:
             cursor.blocked[file.relative] = problem
-            problems.append((file, problem))
+            if problem != OPEN_DAY:
+                problems.append((file, problem))
         cursor.advance(file.relative, file.mtime_ns)
 
     if problems:
@@ -264,6 +289,8 @@ def evaluate_landing(
     reasons += [f"{r.relative}: {r.reason} ({REFUSAL_DETAIL[r.reason]})" for r in refused]
     if waiting:
         reasons.append(f"{waiting} file(s) still changing; checking again next tick")
+    if open_days := sum(reason == OPEN_DAY for reason in cursor.blocked.values()):
+        reasons.append(f"{open_days} file(s) wait for their day to end (UTC) to run")
     return SkipReason("; ".join(reasons) or "no new landing files")
 
 

@@ -27,6 +27,7 @@ from analytics_platform.service.segments import (
     WriteRequest,
 )
 from analytics_platform.settings import SettingsError, collector_settings
+from analytics_platform_tests.collector_server import tmpfs
 
 START = dt.date(2026, 1, 1)
 RECEIVED = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.timezone.utc)
@@ -152,18 +153,9 @@ def test_two_writers_on_one_zone_never_share_a_name(tmp_path: Path):
 
 @pytest.fixture
 def tiny_disk(tmp_path: Path):
-    """A 64 KiB tmpfs: a landing zone that fills up (needs the right to mount)."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
-    try:
+    """A 64 KiB tmpfs as the landing zone, so the disk fills up."""
+    with tmpfs(tmp_path / "tiny", "64k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_a_full_disk_refuses_the_request_and_keeps_what_was_acknowledged(tiny_disk: Path):
@@ -305,6 +297,13 @@ def test_the_rate_limit_refuses_a_flood_and_says_when_to_retry():
     assert limit.admit("other", 300) == 0, "another tenant's bucket is its own"
     clock.now += 0.5
     assert limit.admit("flood", 50) == 0
+    # Empty, a request is refused before its body is read, with a wait that fits any
+    # request (up to 200 events here): after it, 200 events are admitted.
+    wait = limit.refuse_early("flood", largest=200)
+    assert wait == pytest.approx(2.0)
+    clock.now += wait
+    assert limit.refuse_early("flood", largest=200) == 0
+    assert limit.admit("flood", 200) == 0
 
 
 def test_collector_settings_defaults_and_refusals():

@@ -108,7 +108,9 @@ class Collector:
 
     def _check_rate(self, tenant: str, events: int) -> None:
         wait = (
-            self.rate_limit.admit(tenant, events) if events else self.rate_limit.empty_for(tenant)
+            self.rate_limit.admit(tenant, events)
+            if events
+            else self.rate_limit.refuse_early(tenant, self.settings.max_events_per_request)
         )
         if wait > 0:
             raise Refused(

@@ -35,10 +35,12 @@ class TenantRateLimit:
         self._buckets[tenant] = (tokens, now)
         return (min(events, self.burst) - tokens) / self.rate
 
-    def empty_for(self, tenant: str) -> float:
-        """Seconds until the tenant's bucket holds one token (0 if it does now)."""
+    def refuse_early(self, tenant: str, largest: int) -> float:
+        """Before a body is read: 0 while the tenant's bucket holds a token, else the
+        seconds until it holds `largest` (the most events a request may carry), so that
+        the refused request, whatever its size, fits once that wait is over."""
         tokens = self._tokens(tenant, self._clock())
-        return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
+        return 0.0 if tokens >= 1 else (min(largest, self.burst) - tokens) / self.rate
 
 
 def retry_after(seconds: float) -> str:

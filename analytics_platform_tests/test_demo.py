@@ -86,11 +86,16 @@ def left_in_group(pgid: int, settle_seconds: float = 10) -> list[str]:
 
 
 @pytest.fixture
-def demo_env(monkeypatch, tmp_path, warehouse_url, dagster_storage_url, clickhouse_url):
-    """Every variable `stack.activate` sets, so monkeypatch restores them afterwards."""
+def demo_env(monkeypatch, tmp_path, fresh_database, clickhouse_url):
+    """Every variable `stack.activate` sets, so monkeypatch restores them afterwards.
+
+    The stores are the demo's own, as on a new user's machine: provisioning mirrors the
+    whole registry into the partitions, so other tests' tenants would sit between the
+    demo's and split its one run.
+    """
     env = {
-        "DATABASE_URL": warehouse_url,
-        "DAGSTER_POSTGRES_URL": dagster_storage_url,
+        "DATABASE_URL": fresh_database("ap_test_demo"),
+        "DAGSTER_POSTGRES_URL": fresh_database("ap_test_demo_dagster"),
         "CLICKHOUSE_URL": clickhouse_url,
         "LANDING_DIR": str(tmp_path / "landing"),
         "PLATFORM_HOME": str(tmp_path / "platform"),

@@ -7,7 +7,6 @@ stopped by PID) on a landing zone of its own, and checks the files they leave.
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 import uuid
 from collections import Counter
@@ -29,6 +28,7 @@ from analytics_platform_tests.collector_server import (
     landed_lines,
     open_segments,
     start_collector,
+    tmpfs,
     wait_for,
 )
 
@@ -244,18 +244,9 @@ def test_an_unwritable_landing_zone_answers_503_and_acknowledges_nothing(
 
 @pytest.fixture
 def tiny_landing(tmp_path: Path):
-    """A 128 KiB tmpfs as the landing zone, so the disk fills up (needs the right to mount)."""
-    mount = tmp_path / "tiny-landing"
-    mount.mkdir()
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(mount)], capture_output=True
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
-    try:
+    """A 128 KiB tmpfs as the landing zone, so the disk fills up."""
+    with tmpfs(tmp_path / "tiny-landing", "128k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_a_full_disk_answers_503_and_keeps_exactly_what_it_acknowledged(

@@ -25,7 +25,7 @@ from analytics_platform.tenants.authenticator import (
 from analytics_platform.tenants.errors import KeyRefused, TenantStateError, not_registered
 from analytics_platform.tenants.ids import validate_tenant_id
 from analytics_platform.tenants.key_format import KEY_ID_CHARS, KEY_PREFIXES, key_hash, new_secret
-from analytics_platform.tenants.sites import lock_tenant
+from analytics_platform.tenants.sites import is_registered, lock_tenant
 
 KEY_COLUMNS = "key_id, tenant_id, kind, created_at, created_by, last_used_at, revoked_at"
 
@@ -95,12 +95,7 @@ def list_keys(postgres: PostgresResource, tenant_id: str) -> list[ApiKey]:
     validate_tenant_id(tenant_id)
     postgres.ensure_warehouse()
     with postgres.connect() as conn:
-        if (
-            conn.execute(
-                "SELECT 1 FROM platform.tenants WHERE tenant_id = %s", (tenant_id,)
-            ).fetchone()
-            is None
-        ):
+        if not is_registered(conn, tenant_id):
             raise not_registered(tenant_id)
         rows = conn.execute(
             f"SELECT {KEY_COLUMNS} FROM platform.tenant_keys WHERE tenant_id = %s "

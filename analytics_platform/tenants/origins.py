@@ -21,7 +21,7 @@ from analytics_platform.resources.postgres import PostgresResource
 from analytics_platform.tenants.audit import record_audit
 from analytics_platform.tenants.errors import OriginRefused, TenantStateError, not_registered
 from analytics_platform.tenants.ids import validate_tenant_id
-from analytics_platform.tenants.sites import lock_tenant
+from analytics_platform.tenants.sites import is_registered, lock_tenant
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 ORIGIN_RULE = (
@@ -161,12 +161,7 @@ def list_origins(postgres: PostgresResource, tenant_id: str) -> list[AllowedOrig
     validate_tenant_id(tenant_id)
     postgres.ensure_warehouse()
     with postgres.connect() as conn:
-        if (
-            conn.execute(
-                "SELECT 1 FROM platform.tenants WHERE tenant_id = %s", (tenant_id,)
-            ).fetchone()
-            is None
-        ):
+        if not is_registered(conn, tenant_id):
             raise not_registered(tenant_id)
         rows = conn.execute(
             "SELECT tenant_id, origin, added_at FROM platform.tenant_origins "

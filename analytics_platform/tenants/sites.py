@@ -77,7 +77,7 @@ def _lock_sites(conn: psycopg.Connection, site_ids: Iterable[str]) -> dict[str, 
     )
 
 
-def _is_registered(conn: psycopg.Connection, tenant_id: str) -> bool:
+def is_registered(conn: psycopg.Connection, tenant_id: str) -> bool:
     """Whether the id is in the registry, in any status (deprovisioned ones included)."""
     row = conn.execute("SELECT 1 FROM platform.tenants WHERE tenant_id = %s", (tenant_id,))
     return row.fetchone() is not None
@@ -125,7 +125,7 @@ def claim_sites(
             continue
         if owner is not None:
             raise _foreign_site(site_id)
-        if site_id != tenant_id and _is_registered(conn, site_id):
+        if site_id != tenant_id and is_registered(conn, site_id):
             raise _foreign_site(site_id)
         # clock_timestamp, not the transaction's now(): sites list in the order they were given.
         conn.execute(
@@ -204,7 +204,7 @@ def list_sites(postgres: PostgresResource, tenant_id: str) -> list[Site]:
     validate_tenant_id(tenant_id)
     postgres.ensure_warehouse()
     with postgres.connect() as conn:
-        if not _is_registered(conn, tenant_id):
+        if not is_registered(conn, tenant_id):
             raise not_registered(tenant_id)
         rows = conn.execute(
             "SELECT site_id, tenant_id, added_at FROM platform.tenant_sites "

@@ -148,6 +148,12 @@ def test_a_landed_file_reaches_clickhouse_with_no_manual_step(deployment, stores
     tenant = new_tenant("e2e")
     SCENARIO_TENANTS["e2e"] = tenant
     add_tenant(deployment, stores, tenant)
+    # Another tenant's events of today (a collector's, say): no partition until the day
+    # ends, so they wait, and the tick that runs the e2e tenant's day must not fail on them.
+    live = new_tenant("live")
+    add_tenant(deployment, stores, live)
+    today = dt.datetime.now(dt.timezone.utc).date()
+    land(deployment, live, today, [tracker_event("l1", "v1", f"{today}T00:00:01Z")], "live.jsonl")
     landed = time.time()
     land(deployment, tenant, DAY, worked_example(DAY), "events.jsonl")
 
@@ -167,6 +173,7 @@ def test_a_landed_file_reaches_clickhouse_with_no_manual_step(deployment, stores
     assert served(stores, tenant, "SELECT count() FROM {db}.fct_sessions") == [
         (EXPECTED["sessions"],)
     ]
+    assert runs_of(deployment, tenant=live, **BY_LANDING_SENSOR) == [], "today is not over"
     with deployment.instance() as instance:
         record = instance.get_run_record_by_id(run.run_id)
     print(

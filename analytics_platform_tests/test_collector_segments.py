@@ -240,7 +240,7 @@ def test_a_gzip_bomb_is_refused_without_inflating_it():
     [
         ({"content-encoding": "br"}, b"[]", "unsupported_encoding"),
         ({"content-encoding": "gzip"}, b"not gzip at all", "invalid_gzip"),
-        ({"content-encoding": "gzip"}, gzip.compress(b"[{}]")[:-6], "invalid_gzip"),
+        ({"content-encoding": "gzip"}, gzip.compress(b"[{}]", mtime=0)[:-6], "invalid_gzip"),
         ({"content-length": str(2 << 20)}, b"[]", "body_too_large"),
         ({}, b"[" + b" " * (1 << 20) + b"]", "body_too_large"),
     ],

@@ -12,7 +12,19 @@ day since PLATFORM_START_DATE of every layer becomes missing at once, and eager
 would launch a backfill of all of them (4,342 asset-partitions for one tenant on
 2026-12-01) with no raw data to build from. Raw data arrives by runs that
 already build the layers below; only updates outside such runs need automation.
+
+And it watches only the newest AUTOMATION_WINDOW_DAYS days. Every condition below the
+window is evaluated on the window's partitions only (an AND narrows its later
+operands to what the earlier ones kept), so a tick costs tenants x window, not
+tenants x every day since the start: at 1,000 tenants x 400 days the unwindowed
+tick spent most of its time writing cursors that listed all 400,000 partitions of
+each asset (benchmarks/scale_automation.py). Older days change only through runs
+that rebuild what lies below them: the pipeline jobs, and `rebuild_tenant_days`,
+which `replayed_days_sensor` starts after a quarantine replay (any day) and an
+operator launches after changing raw by hand.
 """
+
+import datetime as dt
 
 from dagster import (
     AssetSelection,
@@ -20,6 +32,8 @@ from dagster import (
     AutomationConditionSensorDefinition,
     DefaultSensorStatus,
 )
+
+from analytics_platform.settings import automation_window_days
 
 # Runs of the pipeline jobs (tenant_day_pipeline, api_events_pipeline) build every layer
 # below raw themselves; their job tags carry this key.
@@ -35,8 +49,14 @@ updated_outside_pipeline_runs = (
     & ~AutomationCondition.executed_with_tags(tag_keys={PIPELINE_RUN_TAG})
 ).with_label("updated outside a pipeline run")
 
+# The newest days (yesterday and the days before it, as Dagster counts partitions).
+in_automation_window = AutomationCondition.in_latest_time_window(
+    dt.timedelta(days=automation_window_days())
+).with_label(f"in the newest {automation_window_days()} days")
+
 on_upstream_update = (
-    AutomationCondition.any_deps_match(
+    in_automation_window
+    & AutomationCondition.any_deps_match(
         updated_outside_pipeline_runs | AutomationCondition.will_be_requested()
     )
     .with_label("any_deps_updated")
@@ -46,7 +66,7 @@ on_upstream_update = (
     & ~AutomationCondition.any_deps_missing().ignore(AssetSelection.groups("raw"))
     & ~AutomationCondition.any_deps_in_progress()
     & ~AutomationCondition.in_progress()
-).with_label("eager (any day, on upstream updates only)")
+).with_label("eager (the newest days, on upstream updates only)")
 
 # Dagster's default automation sensor starts out stopped, so none of the conditions above
 # would run under the daemon until someone switched it on in the UI. This one replaces it

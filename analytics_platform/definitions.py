@@ -27,6 +27,7 @@ from analytics_platform.retention import raw_retention, raw_retention_schedule
 from analytics_platform.schedules import schedules as api_schedules
 from analytics_platform.sensors.alerts import run_failure_alert
 from analytics_platform.sensors.landing import landing_file_sensor
+from analytics_platform.sensors.replayed_days import replayed_days_sensor
 from analytics_platform.sensors.split_failed_runs import split_failed_runs
 from analytics_platform.sensors.tenant_registry import tenant_registry_sensor
 from analytics_platform.settings import landing_timestamp_tolerance_minutes
@@ -55,6 +56,7 @@ def platform_resources() -> dict[str, object]:
 sensors = [
     tenant_registry_sensor,
     landing_file_sensor,
+    replayed_days_sensor,
     run_failure_alert,
     platform_automation_sensor,
     split_failed_runs,

@@ -1,4 +1,4 @@
-"""New raw data for any tenant-day rebuilds that day's staging, marts and serving by itself."""
+"""New raw data for a tenant-day of the newest days rebuilds its staging, marts and serving."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from dagster import (
 )
 
 from analytics_platform.definitions import defs
+from analytics_platform.settings import automation_window_days
 
 DOWNSTREAM = [
     "stg_events",
@@ -29,14 +30,18 @@ DOWNSTREAM = [
 ]
 
 
+def today() -> dt.date:
+    return dt.datetime.now(dt.timezone.utc).date()
+
+
 def test_raw_updates_request_every_layer_below_for_that_partition_only():
     with DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions("tenants", ["acme", "globex"])
         quiet = evaluate_automation_conditions(defs=defs, instance=instance)
         assert quiet.total_requested == 0  # nothing loaded, nothing to build
 
-        # An old day (not the latest partition): late files and replays land there too.
-        key = "2026-03-04|acme"
+        # A day inside the window but not the latest partition: late files land there too.
+        key = f"{today() - dt.timedelta(days=automation_window_days())}|acme"
         instance.report_runless_asset_event(
             AssetMaterialization(asset_key="raw_file_events", partition=key)
         )
@@ -47,6 +52,22 @@ def test_raw_updates_request_every_layer_below_for_that_partition_only():
 
         again = evaluate_automation_conditions(defs=defs, instance=instance, cursor=woken.cursor)
         assert again.total_requested == 0  # handled once, not on every tick
+
+
+def test_automation_leaves_days_older_than_its_window_to_the_runs_that_change_them():
+    """A tick evaluates tenants x window partitions; older days are rebuilt by runs
+    (rebuild_tenant_days, test_reprocess.py), never by automation."""
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("tenants", ["acme"])
+        first = evaluate_automation_conditions(defs=defs, instance=instance)
+        oldest_in = today() - dt.timedelta(days=automation_window_days())
+        outside = oldest_in - dt.timedelta(days=1)
+        for day in (outside, oldest_in):
+            instance.report_runless_asset_event(
+                AssetMaterialization(asset_key="raw_file_events", partition=f"{day}|acme")
+            )
+        woken = evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+        assert woken.get_requested_partitions(AssetKey("stg_events")) == {f"{oldest_in}|acme"}
 
 
 def requested(result, key) -> int:

@@ -458,7 +458,7 @@ def test_a_quarantine_replay_rebuilds_the_layers_below_by_itself(deployment, sto
         )
         assert instance.get_run_by_id(replay).is_success, deployment.logs()
 
-    # Nobody launches anything else: the automation sensor rebuilds staging, marts and
+    # Nobody launches anything else: replayed_days_sensor rebuilds staging, marts and
     # serving for that tenant-day (the late event joins session s2 of visitor v2).
     def rebuilt():
         return daily_metrics(stores, tenant, day) == (3, 2, 2, 3) and (
@@ -467,11 +467,11 @@ def test_a_quarantine_replay_rebuilds_the_layers_below_by_itself(deployment, sto
         )
 
     deployment.wait_for(
-        rebuilt, f"automation to serve the replayed row of {tenant}", RUN_BOUND_SECONDS, 5
+        rebuilt, f"the rebuild to serve the replayed row of {tenant}", RUN_BOUND_SECONDS, 5
     )
-    automated = [
-        run
-        for run in runs_of(deployment, **{"dagster/sensor_name": "platform_automation_sensor"})
-        if f"|{tenant}" in str(run.tags)
-    ]
-    assert automated, "the rebuild did not come from the automation sensor"
+    rebuilds = runs_of(deployment, **{"dagster/sensor_name": "replayed_days_sensor"})
+    assert [run.job_name for run in rebuilds if run.tags.get("tenant") == tenant] == [
+        "rebuild_tenant_days"
+    ], "the rebuild did not come from replayed_days_sensor"
+    automated = runs_of(deployment, **{"dagster/sensor_name": "platform_automation_sensor"})
+    assert not [run for run in automated if f"|{tenant}" in str(run.tags)]  # built once

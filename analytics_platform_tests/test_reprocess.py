@@ -6,6 +6,13 @@ import datetime as dt
 
 from dagster import AssetKey
 
+from analytics_platform.partitions import (
+    ASSET_PARTITION_RANGE_END_TAG as RANGE_END,
+)
+from analytics_platform.partitions import (
+    ASSET_PARTITION_RANGE_START_TAG as RANGE_START,
+)
+from analytics_platform.sensors.replayed_days import rebuild_requests, replayed_days
 from analytics_platform_tests.events import day_file, tracker_event, write_lines
 from analytics_platform_tests.test_pipeline import run_pipeline
 
@@ -28,6 +35,14 @@ def raw_lines(postgres, tenant):
             "SELECT _source_line, event_id FROM raw.file_events WHERE tenant_id = %s ORDER BY 1",
             (tenant,),
         ).fetchall()
+
+
+def staged(postgres, tenant):
+    with postgres.connect() as conn:
+        rows = conn.execute(
+            "SELECT event_id FROM staging.stg_events WHERE tenant_id = %s ORDER BY 1", (tenant,)
+        ).fetchall()
+    return [row[0] for row in rows]
 
 
 def test_rows_that_pass_after_a_setting_change_move_to_raw_exactly_once(
@@ -86,3 +101,41 @@ def test_rows_that_pass_after_a_setting_change_move_to_raw_exactly_once(
     replayed = instance.fetch_materializations(AssetKey("raw_file_events"), limit=1).records[0]
     assert replayed.run_id == result.run_id
     assert replayed.partition_key == f"{DAY}|{tenant}"
+
+    # DAY is older than automation's window: replayed_days_sensor asks for its rebuild,
+    # and that run (its checks on the same tolerance) brings the replayed event into
+    # staging and the marts.
+    (request,) = rebuild_requests(result.run_id, replayed_days(instance, result.run_id))
+    assert request.partition_key == f"{DAY}|{tenant}"
+    assert staged(postgres, tenant) == ["ok"]
+    rebuild = defs.resolve_job_def("rebuild_tenant_days").execute_in_process(
+        run_config={"resources": resources},
+        instance=instance,
+        partition_key=request.partition_key,
+        tags=request.tags,
+    )
+    assert rebuild.success
+    assert staged(postgres, tenant) == ["late", "ok"]
+    with postgres.connect() as conn:
+        events = conn.execute(
+            "SELECT sum(events) FROM marts.fct_daily_metrics "
+            "WHERE tenant_id = %s AND event_date = %s",
+            (tenant, DAY),
+        ).fetchone()[0]
+    assert events == 2
+
+
+def test_a_replay_is_rebuilt_in_one_run_per_stretch_of_consecutive_days():
+    days = [dt.date(2026, 3, d) for d in (9, 2, 3, 4)] + [dt.date(2026, 4, 1)]
+    requests = rebuild_requests("r1", {"acme": sorted(days), "globex": [dt.date(2026, 3, 3)]})
+    covered = [
+        (r.tags.get("tenant"), r.partition_key or (r.tags[RANGE_START], r.tags[RANGE_END]))
+        for r in requests
+    ]
+    assert covered == [
+        ("acme", ("2026-03-02|acme", "2026-03-04|acme")),
+        ("acme", "2026-03-09|acme"),
+        ("acme", "2026-04-01|acme"),
+        ("globex", "2026-03-03|globex"),
+    ]
+    assert len({r.run_key for r in requests}) == 4

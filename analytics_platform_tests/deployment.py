@@ -113,11 +113,16 @@ class Deployment:
             service.args, log=service.log, env={**self.env, **(extra_env or {})}, cwd=ROOT
         )
 
-    def start(self, timeout: float = 240) -> None:
-        """Start the code server, then the webserver and daemon; wait until all are ready."""
+    def start(self, timeout: float = 240, *, daemon: bool = True) -> None:
+        """Start the code server, then the webserver and daemon; wait until all are ready.
+
+        Without the daemon it is the UI alone (what benchmarks of the webserver need).
+        """
         self._spawn(self.services["code"])
         self.wait_for_code_server(timeout)
         self._start_webserver(timeout)
+        if not daemon:
+            return
         self._spawn(self.services["daemon"])
         self.wait_for(self._daemons_healthy, "every daemon to report healthy", timeout)
 

@@ -77,6 +77,16 @@ def test_the_checker_leaves_public_imports_alone(source):
     assert private_dagster_imports(source) == []
 
 
+# The only private imports allowed, each with its reason. Never platform code: a benchmark's
+# set-up that no public API can do in the time (the list fails when an entry goes unused).
+ALLOWED = {
+    "benchmarks/scale_ui.py dagster._core.events.StepMaterializationData": (
+        "seeds 400,000 materializations through the event log's batch write; every public "
+        "path checks each key against the dynamic partitions, hours at that size"
+    ),
+}
+
+
 def test_no_module_of_ours_imports_a_private_dagster_module():
     files = [path for folder in CHECKED for path in sorted((REPO / folder).rglob("*.py"))]
     assert len(files) > 50  # the folders were found
@@ -85,4 +95,14 @@ def test_no_module_of_ours_imports_a_private_dagster_module():
         for path in files
         for hit in private_dagster_imports(path.read_text(), str(path.relative_to(REPO)))
     ]
-    assert found == [], "private Dagster modules imported (use a public API):\n" + "\n".join(found)
+    unexcused = [hit for hit in found if _without_line(hit) not in ALLOWED]
+    assert unexcused == [], "private Dagster modules imported (use a public API):\n" + "\n".join(
+        unexcused
+    )
+    assert {_without_line(hit) for hit in found} == set(ALLOWED)  # no stale exception
+
+
+def _without_line(hit: str) -> str:
+    """`file:line module` -> `file module`."""
+    location, module = hit.split(" ", 1)
+    return f"{location.rsplit(':', 1)[0]} {module}"

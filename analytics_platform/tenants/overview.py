@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 from dagster import AssetKey, DagsterInstance
 
-from analytics_platform.partitions import parse_tenant_day
 from analytics_platform.resources.clickhouse import ClickHouseResource
 from analytics_platform.resources.postgres import PostgresResource
 from analytics_platform.tenants.registry import list_tenants
@@ -54,8 +53,9 @@ def tenant_overview(
             ).fetchall()
         )
         sites = sites_by_tenant(conn)
+    # Keys Dagster stored are `date|tenant` (partitions.py): the tenant is the last field.
     materialized = Counter(
-        parse_tenant_day(key).tenant for key in instance.get_materialized_partitions(RAW_ASSET)
+        key.rpartition("|")[2] for key in instance.get_materialized_partitions(RAW_ASSET)
     )
     return [
         TenantOverview(

@@ -1,0 +1,186 @@
+"""Moving a tenant to another shard (another deployment's warehouse and instance), nothing lost.
+
+A shard is a whole deployment (README "Past one deployment"). A tenant moves with
+what cannot be rebuilt: its registry row, sites, keys, origins, audit trail,
+quarantine, landing log, API watermarks and raw rows, copied with COPY into the
+target warehouse in ONE transaction and counted table by table before it commits.
+Staging, marts and serving are rebuilt on the target from raw (`rebuild_tenant_days`
+over `MoveReport.days`); the target's checks decide afresh, so held slices and
+ClickHouse schema versions are not copied.
+
+The source tenant is suspended first (its runs stop; its data is read in one
+snapshot) and stays suspended: deprovision it there once the tenant's traffic goes
+to the target.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from dagster import DagsterInstance
+from psycopg import sql
+
+from analytics_platform.resources.clickhouse import ClickHouseResource
+from analytics_platform.resources.postgres import PostgresResource
+from analytics_platform.tenants.audit import record_audit
+from analytics_platform.tenants.ids import validate_tenant_id
+from analytics_platform.tenants.lifecycle import TENANT_SCHEMAS, provision_tenant, suspend_tenant
+from analytics_platform.tenants.registry import TenantStateError, get_tenant
+from analytics_platform.tenants.store_binding import warehouse_id
+
+# Rebuilt or decided again on the target, never copied.
+NOT_MOVED = (
+    "platform.schema_versions",  # the target's ClickHouse database is migrated anew
+    "platform.held_slices",  # the target's checks hold what fails there
+)
+REGISTRY = "platform.tenants"  # first: the other platform tables reference it
+RAW_TABLES = ("raw.file_events", "raw.api_events")
+
+
+@dataclass(frozen=True)
+class MoveReport:
+    tenant: str
+    rows: dict[str, int]  # table -> rows copied (equal in source and target)
+    days: tuple[dt.date, dt.date] | None  # the raw days to rebuild on the target
+    landing_moved: bool
+
+
+class MoveRefused(RuntimeError):
+    pass
+
+
+def moved_tables(conn: psycopg.Connection) -> list[str]:
+    """Every tenant table that moves, the registry first (others reference it)."""
+    rows = conn.execute(
+        "SELECT table_schema || '.' || table_name FROM information_schema.columns "
+        "JOIN information_schema.tables USING (table_schema, table_name) "
+        "WHERE column_name = 'tenant_id' AND table_type = 'BASE TABLE' "
+        "AND table_schema = ANY(%s) AND table_schema NOT IN ('staging', 'marts') ORDER BY 1",
+        (list(TENANT_SCHEMAS),),
+    ).fetchall()
+    tables = [t for (t,) in rows if t not in NOT_MOVED and t != REGISTRY]
+    return [REGISTRY, *tables]
+
+
+def _copied_columns(conn: psycopg.Connection, table: str) -> list[str]:
+    """The table's columns but identity ones (the target numbers its own rows)."""
+    schema, name = table.split(".")
+    rows = conn.execute(
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_schema = %s AND table_name = %s AND is_identity = 'NO' "
+        "ORDER BY ordinal_position",
+        (schema, name),
+    ).fetchall()
+    return [column for (column,) in rows]
+
+
+def _order(conn: psycopg.Connection, table: str) -> sql.Composable:
+    """Identity columns keep the rows' order (the audit trail reads in that order)."""
+    schema, name = table.split(".")
+    identity = conn.execute(
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_schema = %s AND table_name = %s AND is_identity = 'YES'",
+        (schema, name),
+    ).fetchall()
+    if not identity:
+        return sql.SQL("")
+    return sql.SQL(" ORDER BY {}").format(sql.Identifier(identity[0][0]))
+
+
+def _copy_table(
+    source: psycopg.Connection, target: psycopg.Connection, table: str, tenant: str
+) -> int:
+    """Stream the tenant's rows of `table` from source to target (binary COPY); rows copied."""
+    columns = sql.SQL(", ").join(map(sql.Identifier, _copied_columns(source, table)))
+    name = sql.Identifier(*table.split("."))
+    read = sql.SQL("COPY (SELECT {} FROM {} WHERE tenant_id = {}{}) TO STDOUT (FORMAT binary)")
+    write = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)")
+    with (
+        source.cursor().copy(
+            read.format(columns, name, sql.Literal(tenant), _order(source, table))
+        ) as out,
+        target.cursor().copy(write.format(name, columns)) as into,
+    ):
+        for chunk in out:
+            into.write(chunk)
+    count = sql.SQL("SELECT count(*) FROM {} WHERE tenant_id = %s").format(name)
+    (copied,) = target.execute(count, (tenant,)).fetchone()
+    (expected,) = source.execute(count, (tenant,)).fetchone()
+    if copied != expected:
+        raise MoveRefused(f"{table}: {expected} rows of {tenant!r} in the source, {copied} copied")
+    return copied
+
+
+def _raw_days(conn: psycopg.Connection, tenant: str) -> tuple[dt.date, dt.date] | None:
+    first = last = None
+    for table in RAW_TABLES:
+        low, high = conn.execute(
+            sql.SQL(
+                "SELECT min(_partition_date), max(_partition_date) FROM {} WHERE tenant_id = %s"
+            ).format(sql.Identifier(*table.split("."))),
+            (tenant,),
+        ).fetchone()
+        if low is not None:
+            first = low if first is None else min(first, low)
+            last = high if last is None else max(last, high)
+    return None if first is None else (first, last)
+
+
+def move_tenant(
+    tenant_id: str,
+    *,
+    source: tuple[PostgresResource, DagsterInstance],
+    target: tuple[PostgresResource, ClickHouseResource, DagsterInstance],
+    landing: tuple[Path, Path] | None = None,
+    actor: str,
+) -> MoveReport:
+    """Copy the tenant from the source shard to the target, then provision it there.
+
+    Refused before anything is written when the target already knows the tenant or
+    the two are one warehouse. `landing` = (source LANDING_DIR, target LANDING_DIR):
+    the tenant's folder is moved too, after the rows are committed.
+    """
+    validate_tenant_id(tenant_id)
+    source_pg, source_instance = source
+    target_pg, target_clickhouse, target_instance = target
+    if warehouse_id(source_pg) == warehouse_id(target_pg):
+        raise MoveRefused("the source and the target are the same warehouse")
+    with target_pg.connect() as conn:
+        if conn.execute(
+            "SELECT 1 FROM platform.tenants WHERE tenant_id = %s", (tenant_id,)
+        ).fetchone():
+            raise MoveRefused(f"the target warehouse already has a tenant {tenant_id!r}")
+    if get_tenant(source_pg, tenant_id).status == "active":
+        suspend_tenant(source_pg, source_instance, tenant_id, actor=actor)
+    elif get_tenant(source_pg, tenant_id).status != "suspended":
+        raise TenantStateError(f"tenant {tenant_id!r} is neither active nor suspended")
+
+    rows: dict[str, int] = {}
+    with psycopg.connect(source_pg.url) as source_conn, target_pg.transaction() as target_conn:
+        # One snapshot of the source: a run that was finishing cannot half-appear.
+        source_conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        for table in moved_tables(source_conn):
+            rows[table] = _copy_table(source_conn, target_conn, table, tenant_id)
+        days = _raw_days(source_conn, tenant_id)
+        # Pending on the target until provisioning has migrated its ClickHouse database.
+        target_conn.execute(
+            "UPDATE platform.tenants SET status = 'pending', updated_at = now() "
+            "WHERE tenant_id = %s",
+            (tenant_id,),
+        )
+        record_audit(
+            target_conn, tenant_id, "moved_in", actor, {"from_warehouse": warehouse_id(source_pg)}
+        )
+    with source_pg.transaction() as conn:
+        record_audit(conn, tenant_id, "moved_out", actor, {"to_warehouse": warehouse_id(target_pg)})
+    provision_tenant(target_pg, target_clickhouse, target_instance, tenant_id, actor=actor)
+    moved = False
+    if landing is not None and (landing[0] / tenant_id).is_dir():
+        landing[1].mkdir(parents=True, exist_ok=True)
+        shutil.move(str(landing[0] / tenant_id), str(landing[1] / tenant_id))
+        moved = True
+    return MoveReport(tenant_id, rows, days, moved)

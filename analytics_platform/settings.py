@@ -15,7 +15,6 @@ installed or started by hand:
 | `LANDING_TIMESTAMP_TOLERANCE_MINUTES` | `0`: the landing loader's and checks' tolerance |
 | `COLLECTOR_*`     | the event collector's limits (`collector_settings`)       |
 | `KEY_CACHE_SECONDS` | `5`: how long a service trusts a key's cached state (revocation delay) |
-| `AUTOMATION_WINDOW_DAYS` | `7`: the newest days automation rebuilds by itself    |
 
 The Dagster definitions read these through `dagster.EnvVar`; `stack.py` fills
 in the defaults before Dagster starts.
@@ -33,7 +32,6 @@ CHDB_SCHEME = "chdb://"
 DEFAULT_START_DATE = "2026-01-01"
 DEFAULT_FRESHNESS_CRON = "15 * * * *"
 DEFAULT_KEY_CACHE_SECONDS = 5.0
-DEFAULT_AUTOMATION_WINDOW_DAYS = 7
 
 
 class SettingsError(ValueError):
@@ -113,25 +111,6 @@ def key_cache_seconds(environ: Mapping[str, str] | None = None) -> float:
             f"KEY_CACHE_SECONDS={value!r}: use a number of seconds from 0 to 3600 (default 5)"
         )
     return seconds
-
-
-def automation_window_days(environ: Mapping[str, str] | None = None) -> int:
-    """`AUTOMATION_WINDOW_DAYS`: how many of the newest days the automation sensor watches.
-
-    Each tick evaluates tenants x this many partitions per asset, never tenants x all
-    days; older days are rebuilt by the runs that change them (automation.py).
-    """
-    value = (os.environ if environ is None else environ).get("AUTOMATION_WINDOW_DAYS", "")
-    try:
-        days = int(value) if value else DEFAULT_AUTOMATION_WINDOW_DAYS
-    except ValueError:
-        days = 0
-    if not 1 <= days <= 366:
-        raise SettingsError(
-            f"AUTOMATION_WINDOW_DAYS={value!r}: use a whole number of days from 1 to 366 "
-            f"(default {DEFAULT_AUTOMATION_WINDOW_DAYS})"
-        )
-    return days
 
 
 @dataclass(frozen=True)

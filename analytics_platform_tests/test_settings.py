@@ -6,11 +6,7 @@ from __future__ import annotations
 import pytest
 from dagster import ScheduleDefinition
 
-from analytics_platform.settings import (
-    SettingsError,
-    automation_window_days,
-    tenant_freshness_cron,
-)
+from analytics_platform.settings import SettingsError, tenant_freshness_cron
 
 # Worked out by hand from cron's five fields (minute hour day-of-month month weekday) and
 # Dagster's own extra rule: a day that February never has is refused.
@@ -45,14 +41,3 @@ def test_a_cron_dagster_refuses_is_refused_naming_the_variable(cron):
 def test_the_default_cron_is_used_when_unset_or_empty():
     assert tenant_freshness_cron({}) == "15 * * * *"
     assert tenant_freshness_cron({"TENANT_FRESHNESS_CRON": ""}) == "15 * * * *"
-
-
-@pytest.mark.parametrize(("value", "days"), [("", 7), ("1", 1), ("30", 30), ("366", 366)])
-def test_the_automation_window_is_a_whole_number_of_days(value, days):
-    assert automation_window_days({"AUTOMATION_WINDOW_DAYS": value}) == days
-
-
-@pytest.mark.parametrize("value", ["0", "-3", "367", "7.5", "a week"])
-def test_an_automation_window_out_of_range_is_refused_naming_the_variable(value):
-    with pytest.raises(SettingsError, match="AUTOMATION_WINDOW_DAYS="):
-        automation_window_days({"AUTOMATION_WINDOW_DAYS": value})

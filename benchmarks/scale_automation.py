@@ -171,7 +171,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="after",
         help="which row set of the results this run replaces (before: the code it improves on)",
     )
-    parser.add_argument("--label", default="windowed automation", help="names the code measured")
+    parser.add_argument("--label", default="main", help="names the code measured")
     args = parser.parse_args(argv)
     if args.quick:
         args.tenants = [10, 100]

@@ -44,9 +44,9 @@ updated_outside_pipeline_runs = (
 ).with_label("updated outside a pipeline run")
 
 # since_last_handled() without its initial_evaluation() (see the module docstring).
-handled = (
-    AutomationCondition.newly_requested() | AutomationCondition.newly_updated()
-).with_label("handled")
+handled = (AutomationCondition.newly_requested() | AutomationCondition.newly_updated()).with_label(
+    "handled"
+)
 
 on_upstream_update = (
     AutomationCondition.any_deps_match(

@@ -91,7 +91,7 @@
 #}
 {% macro touched_visitors() -%}
     {%- set before = adapter.get_relation(this.database, this.schema, 'int_visitor_days') if execute else none -%}
-    select tenant_id, visitor_id from {{ ref('fct_sessions') }}
+    select distinct tenant_id, visitor_id from {{ ref('fct_sessions') }}
     where {{ refreshed_slice('tenant_id', 'session_date') }}
     {%- if before is not none %}
     union

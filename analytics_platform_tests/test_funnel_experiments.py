@@ -17,7 +17,13 @@ D = dt.date(2026, 11, 12)
 NEXT = D + dt.timedelta(days=1)
 AFTER = D + dt.timedelta(days=2)
 FUNNEL = AssetSelection.assets("raw_file_events", "stg_events", "fct_sessions", "fct_funnel_daily")
-EXPERIMENTS = AssetSelection.assets("raw_file_events", "stg_events", "fct_experiment_results")
+EXPERIMENTS = AssetSelection.assets(
+    "raw_file_events",
+    "stg_events",
+    "int_experiment_exposures_daily",
+    "int_conversions_daily",
+    "fct_experiment_results",
+)
 
 
 def at(day: dt.date, clock: str) -> str:

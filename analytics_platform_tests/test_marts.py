@@ -19,8 +19,11 @@ MODELS = AssetSelection.assets(
     "fct_daily_metrics",
     "fct_channel_daily",
     "fct_funnel_daily",
+    "int_experiment_exposures_daily",
+    "int_conversions_daily",
     "fct_experiment_results",
     "dim_visitors",
+    "int_visitor_days",
 )
 
 
@@ -147,8 +150,11 @@ def test_session_boundaries_attribution_and_daily_metrics(
         "fct_daily_metrics": 1,
         "fct_channel_daily": 4,
         "fct_funnel_daily": 3,
+        "int_experiment_exposures_daily": 0,  # no experiment
+        "int_conversions_daily": 1,  # v3's signup and purchase, one visitor-day
         "fct_experiment_results": 0,
         "dim_visitors": 3,
+        "int_visitor_days": 3,  # v1, v2, v3 on D
     }
     # Column lineage, read from the warehouse the run used (not the one `prepare` saw).
     staged = column_lineage(built, "stg_events")

@@ -20,7 +20,7 @@ import io
 import json
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -196,6 +196,21 @@ def _day_events(
         event["event_id"] = f"evt_{day:%Y%m%d}_{number:06d}"
         event["url"] = f"https://{tenant}.example{event['path']}"
     return events, sessions
+
+
+def tenant_events(
+    tenant: str, days: Sequence[dt.date], *, events_per_day: int = 400, seed: int = 7
+) -> Iterator[tuple[dt.date, list[dict[str, object]]]]:
+    """The events `generate_landing` writes for one tenant, day by day, as dicts.
+
+    For callers that load rows themselves (the history benchmark COPYs a year into
+    raw): the same visitors return across days, half of them in the experiment.
+    """
+    visitors: list[_Visitor] = []
+    for day in sorted(days):
+        rng = random.Random(f"{seed}/{tenant}/{day.isoformat()}")
+        events, _sessions = _day_events(rng, tenant, day, visitors, events_per_day)
+        yield day, sorted(events, key=lambda e: e["occurred_at"])
 
 
 def _tracker_json(event: dict[str, object], tenant: str, style: str) -> dict[str, object]:

@@ -78,11 +78,26 @@
 {% macro delete_touched_visitors() -%}
     {%- if is_incremental() -%}
         delete from {{ this }}
-        where (tenant_id, visitor_id) in (
-            select tenant_id, visitor_id from {{ ref('fct_sessions') }}
-            where {{ refreshed_slice('tenant_id', 'session_date') }}
-        )
+        where (tenant_id, visitor_id) in ({{ touched_visitors() }})
     {%- endif -%}
+{%- endmacro %}
+
+{#
+  The visitors dim_visitors recomputes: those with a session in the days the run
+  rebuilds, now (fct_sessions) and before the rebuild (int_visitor_days, built
+  after dim_visitors, so still as the last build left it). A visitor whose
+  sessions left a rebuilt day (a replaced file) is recomputed, or dropped.
+  int_visitor_days is looked up, not ref'd: a ref would build it first.
+#}
+{% macro touched_visitors() -%}
+    {%- set before = adapter.get_relation(this.database, this.schema, 'int_visitor_days') if execute else none -%}
+    select distinct tenant_id, visitor_id from {{ ref('fct_sessions') }}
+    where {{ refreshed_slice('tenant_id', 'session_date') }}
+    {%- if before is not none %}
+    union
+    select tenant_id, visitor_id from {{ before }}
+    where {{ refreshed_slice('tenant_id', 'session_date') }}
+    {%- endif %}
 {%- endmacro %}
 
 {#
@@ -112,4 +127,20 @@
         {{ return(fromjson(raw).get(name)) }}
     {%- endif -%}
     {{ return(var(name, none)) }}
+{%- endmacro %}
+
+{#
+  The rows an aggregate model builds from (the per-day models that cumulative
+  marts sum): the run's days once its table exists, every row on its first build.
+  A deployment that had history before the model was added must aggregate all of
+  it, not just the days of the run that happens to create the table.
+#}
+{% macro aggregate_slice(date_column='event_date', refresh_neighbours=false) -%}
+    {%- if not is_incremental() -%}
+        true
+    {%- elif refresh_neighbours -%}
+        {{ refreshed_slice('tenant_id', date_column) }}
+    {%- else -%}
+        {{ tenant_day_filter('tenant_id', date_column) }}
+    {%- endif -%}
 {%- endmacro %}

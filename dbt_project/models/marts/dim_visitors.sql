@@ -1,6 +1,8 @@
 {#
   One row per tenant and visitor. A run recomputes, from their whole history,
-  the visitors with a session in the days it rebuilds.
+  the visitors with a session in the days it rebuilds, before or after the
+  rebuild (macros/tenant_day_slice.sql touched_visitors); the history is read
+  through fct_sessions' (tenant_id, visitor_id) index, never the tenant's all.
 #}
 {{
   config(
@@ -10,9 +12,7 @@
 }}
 
 with touched as (
-    select distinct tenant_id, visitor_id
-    from {{ ref('fct_sessions') }}
-    where {{ refreshed_slice('tenant_id', 'session_date') }}
+    {{ touched_visitors() }}
 ),
 
 history as (

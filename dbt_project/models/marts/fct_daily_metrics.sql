@@ -20,18 +20,21 @@ with events as (
     where {{ refreshed_slice('tenant_id', 'event_date') }}
 ),
 
-first_seen as (
-    -- A visitor is new on a site on the first day they appear there in the tenant's history.
-    select
-        history.tenant_id,
-        {{ site_of('history.site_id', 'history.tenant_id') }} as site_id,
-        history.visitor_id,
-        min(history.event_date) as first_day
-    from {{ ref('stg_events') }} as history
-    inner join (select distinct tenant_id, visitor_id from events) as seen
-        using (tenant_id, visitor_id)
-    where {{ tenant_filter('history.tenant_id') }}
-    group by 1, 2, 3
+new_on_day as (
+    -- A visitor is new on a site on the first day they appear there in the tenant's
+    -- history: no event of theirs on the site on an earlier day (one probe of
+    -- stg_events' (tenant_id, visitor_id, site_id, event_date) index per visitor-day,
+    -- not a read of the tenant's history). Staging already gives every event a site.
+    select distinct seen.tenant_id, seen.event_date, seen.site_id, seen.visitor_id
+    from events as seen
+    where not exists (
+        select 1
+        from {{ ref('stg_events') }} as earlier
+        where earlier.tenant_id = seen.tenant_id
+            and earlier.visitor_id = seen.visitor_id
+            and earlier.site_id = seen.site_id
+            and earlier.event_date < seen.event_date
+    )
 ),
 
 daily_events as (
@@ -40,13 +43,13 @@ daily_events as (
         e.event_date,
         e.site_id,
         count(distinct e.visitor_id) as visitors,
-        count(distinct e.visitor_id) filter (where f.first_day = e.event_date) as new_visitors,
+        count(distinct n.visitor_id) as new_visitors,
         count(distinct e.user_id) as identified_users,
         count(*) filter (where e.event_type = 'page_view') as page_views,
         count(*) as events,
         coalesce(sum(e.revenue) filter (where e.event_type = 'purchase'), 0) as revenue
     from events as e
-    inner join first_seen as f using (tenant_id, site_id, visitor_id)
+    left join new_on_day as n using (tenant_id, event_date, site_id, visitor_id)
     group by e.tenant_id, e.event_date, e.site_id
 ),
 

@@ -1,7 +1,10 @@
 {#
   A/B test results per tenant, experiment and variant over the tenant's whole
   history: a run recomputes every experiment of its tenants, since a day's
-  events can change an experiment's totals whatever day they land on.
+  events can change an experiment's totals whatever day they land on. It sums
+  the per-day aggregates (int_experiment_exposures_daily, int_conversions_daily:
+  a row per visitor-day, rebuilt with their day), never the tenant's events, so
+  the statistics come from the same counts as a recompute over every event.
 #}
 {{
   config(
@@ -55,39 +58,38 @@
     {%- do polynomials.update({name: polynomial.sql}) -%}
 {%- endfor %}
 
-with events as (
-    select tenant_id, event_id, visitor_id, occurred_at, event_type, experiment_id, variant
-    from {{ ref('stg_events') }}
+with exposures as (
+    select *
+    from {{ ref('int_experiment_exposures_daily') }}
     where {{ tenant_filter('tenant_id') }}
-),
-
-exposures as (
-    select tenant_id, event_id, visitor_id, occurred_at, experiment_id, variant
-    from events
-    where experiment_id is not null and variant is not null
 ),
 
 assignments as (
     -- First exposure wins: a visitor counts once per experiment, in the variant
-    -- of their earliest exposure event (ties broken by event id).
+    -- of their earliest exposure event (ties broken by event id): the earliest
+    -- of their days' first exposures.
     select distinct on (tenant_id, experiment_id, visitor_id)
-        tenant_id, experiment_id, visitor_id, variant, occurred_at as first_exposed_at
+        tenant_id, experiment_id, visitor_id, first_variant as variant, first_exposed_at
     from exposures
-    order by tenant_id, experiment_id, visitor_id, occurred_at, event_id
+    order by tenant_id, experiment_id, visitor_id, first_exposed_at, first_event_id
 ),
 
 last_conversions as (
     -- A visitor converted after exposure iff their latest signup/purchase is at or
     -- after their first exposure: one aggregate instead of a lookup per visitor.
-    select tenant_id, visitor_id, max(occurred_at) as last_converted_at
-    from events
-    where event_type in ('signup', 'purchase')
+    select tenant_id, visitor_id, max(last_converted_at) as last_converted_at
+    from {{ ref('int_conversions_daily') }}
+    where {{ tenant_filter('tenant_id') }}
     group by tenant_id, visitor_id
 ),
 
 exposed_variants as (
     -- A visitor switched when they were exposed to more than one variant.
-    select tenant_id, experiment_id, visitor_id, count(distinct variant) as variants_seen
+    select
+        tenant_id,
+        experiment_id,
+        visitor_id,
+        min(least_variant) <> max(greatest_variant) as switched
     from exposures
     group by tenant_id, experiment_id, visitor_id
 ),
@@ -96,7 +98,7 @@ outcomes as (
     select
         a.*,
         coalesce(c.last_converted_at >= a.first_exposed_at, false) as converted,
-        x.variants_seen > 1 as switched
+        x.switched
     from assignments as a
     left join last_conversions as c
         on c.tenant_id = a.tenant_id

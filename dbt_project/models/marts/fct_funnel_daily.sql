@@ -4,9 +4,17 @@
   1..k in that order. Sessions come from fct_sessions (one definition of a
   session); like it, a run for days [S, E] rebuilds [S-1, E+1].
 #}
+{#- Hash joins only: Postgres underestimates the steps' CTEs (rows of a window
+    filtered by event type) and, for a run of many days or tenants, nested-loops
+    CTE scans into each other; a year of one tenant (550,000 events) ran over 20
+    minutes instead of 3 s (benchmarks/scale_history.py). SET LOCAL ends with the
+    model's transaction. -#}
 {{
   config(
-    pre_hook="{{ delete_tenant_day_slice('event_date', refresh_neighbours=true) }}",
+    pre_hook=[
+      "{{ delete_tenant_day_slice('event_date', refresh_neighbours=true) }}",
+      "set local enable_nestloop = off",
+    ],
     indexes=[{'columns': ['tenant_id', 'event_date']}],
   )
 }}

@@ -5,11 +5,15 @@
   is loaded first, because loading either day rebuilds both. (Sessions are
   assumed to last under 24 hours.) How events form sessions, and the session
   id, are defined once in macros/sessionize.sql (fct_funnel_daily uses it too).
+  Indexed by visitor too: dim_visitors reads the history of the visitors a run touches.
 #}
 {{
   config(
     pre_hook="{{ delete_tenant_day_slice('session_date', refresh_neighbours=true) }}",
-    indexes=[{'columns': ['tenant_id', 'session_date']}],
+    indexes=[
+      {'columns': ['tenant_id', 'session_date']},
+      {'columns': ['tenant_id', 'visitor_id']},
+    ],
   )
 }}
 

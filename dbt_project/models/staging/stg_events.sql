@@ -1,9 +1,12 @@
+{#- Indexed by visitor, site and day too: fct_daily_metrics asks whether a visitor was
+    on a site before a day (a probe, not a read of the tenant's history). -#}
 {{
   config(
     pre_hook="{{ delete_tenant_day_slice('event_date') }}",
     indexes=[
       {'columns': ['tenant_id', 'event_date']},
       {'columns': ['tenant_id', 'event_id']},
+      {'columns': ['tenant_id', 'visitor_id', 'site_id', 'event_date']},
     ],
   )
 }}

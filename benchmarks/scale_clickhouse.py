@@ -1,0 +1,455 @@
+"""ClickHouse at 1,000 tenants: a database per tenant against shared tables keyed by tenant_id.
+
+    .venv/bin/python benchmarks/scale_clickhouse.py [--tenants 10 100 300 1000] [--days 30]
+    .venv/bin/python benchmarks/scale_clickhouse.py --quick
+
+Both layouts are built on chDB from the platform's own migrations
+(analytics_platform/sql/clickhouse): per tenant, every migration applied to
+`tenant_<id>` as `migrate_tenant` does; shared, the same tables once in
+`serving`, sorted by tenant_id first (the whole-history marts partitioned by
+tenant, the daily ones by day). Each tenant gets `--days` days of synthetic
+rows (generateRandom, the tables' own column types). Measured per size:
+
+- build: creating the layout and loading the history (not a platform path: the first
+  tenant is migrated and loaded, the others copied from it, see `copy_tenant`);
+- start-up: a fresh process opening a chDB session on the data path, then `SELECT 1`
+  (chDB loads every table's metadata and parts when the session opens), its RSS,
+  then one tenant's 90-day daily metrics and a sessions page (50 newest), RSS after;
+- serving one day for all N tenants: the platform's per-tenant path
+  (`ClickHouseResource.replace_partitions` / `replace_table` per tenant and table,
+  4 statements each) against one scratch table per shared table (4 statements per table);
+- a migration adding a column everywhere: N x tables ALTERs against one per table;
+- disk: bytes, files and active parts under the data path.
+
+The serving rows exclude Postgres (reading the marts, `migrate_tenant`'s bookkeeping):
+they isolate what the layout costs in ClickHouse. `serving` in BENCHMARKS.md's
+`scale-clickhouse` section has the platform's own serving before/after. Numbers come
+from a 2-core machine shared with other sessions; the load average is recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_section
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = Path(os.environ.get("BENCH_WORK", ROOT / "benchmarks" / ".work" / "scale_clickhouse"))
+RESULTS = ROOT / "benchmarks" / "results" / "scale_clickhouse.json"
+FIRST_DAY = dt.date(2026, 1, 1)
+SHARED = "serving"
+# Rows per tenant and day (daily tables) or per tenant (whole-history tables): a small
+# tenant's volume, so the layouts differ by their metadata, not by data size.
+ROWS = {
+    "fct_daily_metrics": 1,
+    "fct_sessions": 40,
+    "fct_channel_daily": 5,
+    "fct_funnel_daily": 4,
+    "dim_visitors": 100,
+    "fct_experiment_results": 4,
+}
+DATE_COLUMN = {
+    "fct_daily_metrics": "event_date",
+    "fct_sessions": "session_date",
+    "fct_channel_daily": "event_date",
+    "fct_funnel_daily": "event_date",
+}
+
+
+def tenant_id(i: int) -> str:
+    return f"t{i:04d}"
+
+
+def session_on(path: Path):
+    from chdb import session as chdb_session
+
+    return chdb_session.Session(str(path))
+
+
+def per_tenant_statements(tenant: str) -> list[str]:
+    """Exactly what `migrate_tenant` runs for a new tenant."""
+    from analytics_platform.resources.clickhouse import quote_identifier
+    from analytics_platform.tenants.migrations import available_migrations
+
+    database = f"tenant_{tenant}"
+    statements = [f"CREATE DATABASE IF NOT EXISTS {quote_identifier(database)}"]
+    for migration in available_migrations():
+        statements += migration.statements(database)
+    return statements
+
+
+def shared_statements() -> list[str]:
+    """The same migrations once, in `serving`, with tenant_id leading every sorting key.
+
+    Whole-history marts (no PARTITION BY) are partitioned by tenant, so one tenant's
+    table can still be swapped atomically (REPLACE PARTITION); daily ones keep the day.
+    """
+    statements = [f"CREATE DATABASE IF NOT EXISTS {SHARED}"]
+    for statement in per_tenant_statements("x")[1:]:
+        statement = statement.replace("`tenant_x`", SHARED)
+        if "CREATE TABLE" in statement:
+            if "PARTITION BY" not in statement:
+                statement = statement.replace("ORDER BY", "PARTITION BY tenant_id\nORDER BY")
+            statement = re.sub(
+                r"ORDER BY \(?([^()\n]+?)\)?\s*$",
+                r"ORDER BY (tenant_id, \1)",
+                statement,
+                flags=re.M,
+            )
+        statements.append(statement)
+    return statements
+
+
+def columns(session, database: str, table: str) -> list[tuple[str, str]]:
+    frame = session.query(
+        f"SELECT name, type FROM system.columns WHERE database = '{database}' "
+        f"AND table = '{table}' AND default_kind = '' ORDER BY position",
+        "DataFrame",
+    )
+    return list(frame.itertuples(index=False, name=None))
+
+
+def rows_select(session, database: str, table: str, tenants: list[str], days: list[dt.date]) -> str:
+    """A SELECT of random rows of the table's own types for `tenants` x `days` (or x 1)."""
+    from analytics_platform.explore.sql_guard import sql_string
+
+    cols = columns(session, database, table)
+    structure = ", ".join(f"{name} {kind}" for name, kind in cols)
+    names = ", ".join(name for name, _ in cols)
+    per_unit = ROWS[table]
+    units = len(tenants) * (len(days) if table in DATE_COLUMN else 1)
+    tenant_list = "[" + ", ".join(f"'{t}'" for t in tenants) + "]"
+    replace = [
+        f"{tenant_list}[1 + intDiv(rowNumberInAllBlocks(), {units // len(tenants) * per_unit})] AS tenant_id"
+    ]
+    if table in DATE_COLUMN:
+        first = days[0]
+        replace.append(
+            f"toDate('{first}') + intDiv(rowNumberInAllBlocks(), {per_unit}) % {len(days)} "
+            f"AS {DATE_COLUMN[table]}"
+        )
+    return (
+        f"SELECT {names} FROM (SELECT * REPLACE ({', '.join(replace)}) "
+        f"FROM generateRandom({sql_string(structure)}, 7, 16, 4) LIMIT {units * per_unit})"
+    )
+
+
+def insert_rows(session, database: str, table: str, tenants: list[str], days: list[dt.date]):
+    names = ", ".join(name for name, _ in columns(session, database, table))
+    session.query(
+        f"INSERT INTO {database}.{table} ({names}) "
+        + rows_select(session, database, table, tenants, days)
+    )
+
+
+def copy_tenant(session, source: str, tenant: str) -> None:
+    """`tenant`'s database as a copy of `source`'s: the same tables, the same parts.
+
+    20x faster than migrating and loading each tenant (what a day of history per
+    tenant costs is not what this benchmark measures); every table and part is the
+    tenant's own, as if it had been served day by day and merged.
+    """
+    session.query(f"CREATE DATABASE tenant_{tenant}")
+    for table in ROWS:
+        session.query(f"CREATE TABLE tenant_{tenant}.{table} AS tenant_{source}.{table}")
+        session.query(
+            f"ALTER TABLE tenant_{tenant}.{table} ATTACH PARTITION ALL FROM tenant_{source}.{table}"
+        )
+
+
+def build(path: Path, layout: str, tenants: list[str], days: list[dt.date]) -> float:
+    """Create the layout on a new data path and load every tenant's history: seconds."""
+    shutil.rmtree(path, ignore_errors=True)
+    began = time.perf_counter()
+    session = session_on(path)
+    try:
+        if layout == "shared":
+            for statement in shared_statements():
+                session.query(statement)
+            for table in ROWS:
+                insert_rows(session, SHARED, table, tenants, days)
+        else:
+            first = tenants[0]
+            for statement in per_tenant_statements(first):
+                session.query(statement)
+            for table in ROWS:
+                insert_rows(session, f"tenant_{first}", table, [first], days)
+            for tenant in tenants[1:]:
+                copy_tenant(session, first, tenant)
+    finally:
+        session.close()
+    return round(time.perf_counter() - began, 2)
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def read_queries(layout: str, tenant: str, last_day: dt.date) -> dict[str, str]:
+    """One tenant's 90-day daily metrics and a sessions page, as the dashboards ask them."""
+    if layout == "shared":
+        where, prefix = f"tenant_id = '{tenant}' AND ", f"{SHARED}."
+    else:
+        where, prefix = "", f"tenant_{tenant}."
+    since = last_day - dt.timedelta(days=89)
+    return {
+        "daily_90d": (
+            f"SELECT event_date, sum(visitors), sum(sessions), sum(page_views) "
+            f"FROM {prefix}fct_daily_metrics WHERE {where}event_date BETWEEN '{since}' "
+            f"AND '{last_day}' GROUP BY event_date ORDER BY event_date"
+        ),
+        "sessions_page": (
+            f"SELECT session_id, session_start, duration_seconds, landing_path, channel "
+            f"FROM {prefix}fct_sessions WHERE {where}session_date BETWEEN '{since}' "
+            f"AND '{last_day}' ORDER BY session_start DESC LIMIT 50"
+        ),
+    }
+
+
+def probe(path: Path, layout: str, tenant: str, last_day: dt.date) -> dict:
+    """In a fresh process: open the session, first query, the two reads; seconds and RSS."""
+    measured = {"rss_before_mb": rss_mb()}
+    began = time.perf_counter()
+    session = session_on(path)
+    session.query("SELECT 1")
+    measured["startup_s"] = round(time.perf_counter() - began, 3)
+    measured["rss_startup_mb"] = rss_mb()
+    for name, query in read_queries(layout, tenant, last_day).items():
+        began = time.perf_counter()
+        rows = len(session.query(query, "DataFrame"))
+        measured[f"{name}_first_s"] = round(time.perf_counter() - began, 4)
+        began = time.perf_counter()
+        session.query(query, "DataFrame")
+        measured[f"{name}_s"] = round(time.perf_counter() - began, 4)
+        measured[f"{name}_rows"] = rows
+    measured["rss_after_query_mb"] = rss_mb()
+    session.close()
+    return measured
+
+
+def probe_in_subprocess(path: Path, layout: str, tenant: str, last_day: dt.date) -> dict:
+    output = subprocess.run(
+        [sys.executable, __file__, "--probe", str(path), layout, tenant, str(last_day)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def serve_day_per_tenant(path: Path, tenants: list[str], day: dt.date) -> dict:
+    """Today's serving in ClickHouse: per tenant and table, scratch + insert + swap + drop."""
+    from analytics_platform.resources.clickhouse import ClickHouseResource
+
+    clickhouse = ClickHouseResource(url=f"chdb://{path}")
+    statements = 0
+    with clickhouse.session() as session:
+        frames = {
+            table: session.query_df(
+                rows_select(session._session, "tenant_t0000", table, ["t0000"], [day])
+            )
+            for table in ROWS
+        }
+        began = time.perf_counter()
+        for tenant in tenants:
+            for table, frame in frames.items():
+                frame = frame.assign(tenant_id=tenant)
+                if table in DATE_COLUMN:
+                    clickhouse.replace_partitions(
+                        session, tenant, table, frame, [day], date_column=DATE_COLUMN[table]
+                    )
+                else:
+                    clickhouse.replace_table(session, tenant, table, frame)
+                statements += 4
+        seconds = time.perf_counter() - began
+    return {"seconds": round(seconds, 2), "statements": statements}
+
+
+def serve_day_shared(path: Path, tenants: list[str], day: dt.date) -> dict:
+    """Serving one day for all the run's tenants into a shared table, 4 statements a table.
+
+    Daily tables: a scratch copy gets the run's rows (one INSERT) plus the day's rows
+    of tenants outside the run (INSERT SELECT), then one REPLACE PARTITION swaps the
+    day. Whole-history tables (partitioned by tenant): one ALTER with a REPLACE
+    PARTITION per tenant.
+    """
+    session = session_on(path)
+    statements = 0
+    try:
+        frames = {
+            table: session.query(rows_select(session, SHARED, table, tenants, [day]), "DataFrame")
+            for table in ROWS
+        }
+        began = time.perf_counter()
+        run = "(" + ", ".join(f"'{t}'" for t in tenants) + ")"
+        for table, frame in frames.items():
+            scratch = f"{SHARED}._load_{table}"
+            session.query(f"CREATE TABLE {scratch} AS {SHARED}.{table}")
+            rows = frame  # noqa: F841  (read by chDB's Python() table function)
+            names = ", ".join(frame.columns)
+            session.query(f"INSERT INTO {scratch} ({names}) SELECT {names} FROM Python(rows)")
+            if table in DATE_COLUMN:
+                column = DATE_COLUMN[table]
+                session.query(
+                    f"INSERT INTO {scratch} SELECT * FROM {SHARED}.{table} "
+                    f"WHERE {column} = '{day}' AND tenant_id NOT IN {run}"
+                )
+                session.query(
+                    f"ALTER TABLE {SHARED}.{table} REPLACE PARTITION ID '{day:%Y%m%d}' FROM {scratch}"
+                )
+            else:
+                actions = ", ".join(f"REPLACE PARTITION '{t}' FROM {scratch}" for t in tenants)
+                session.query(f"ALTER TABLE {SHARED}.{table} {actions}")
+            session.query(f"DROP TABLE {scratch}")
+            statements += 4
+        seconds = time.perf_counter() - began
+    finally:
+        session.close()
+    return {"seconds": round(seconds, 2), "statements": statements}
+
+
+def migrate_add_column(path: Path, layout: str, tenants: list[str]) -> dict:
+    """A new migration adding one column to every served table, everywhere."""
+    databases = [SHARED] if layout == "shared" else [f"tenant_{t}" for t in tenants]
+    session = session_on(path)
+    began = time.perf_counter()
+    try:
+        for database in databases:
+            for table in ROWS:
+                session.query(
+                    f"ALTER TABLE {database}.{table} ADD COLUMN IF NOT EXISTS bench_new UInt8"
+                )
+    finally:
+        session.close()
+    return {
+        "seconds": round(time.perf_counter() - began, 2),
+        "statements": len(databases) * len(ROWS),
+    }
+
+
+def disk(path: Path) -> dict:
+    files = [p for p in path.rglob("*") if p.is_file()]
+    session = session_on(path)
+    try:
+        parts = session.query(
+            "SELECT count() AS n FROM system.parts WHERE active "
+            "AND database NOT IN ('system', 'INFORMATION_SCHEMA', 'information_schema')",
+            "DataFrame",
+        )["n"].iloc[0]
+    finally:
+        session.close()
+    return {
+        "mb": round(sum(p.stat().st_size for p in files) / 1024**2, 1),
+        "files": len(files),
+        "active_parts": int(parts),
+    }
+
+
+def measure_size(n: int, days: int) -> dict:
+    tenants = [tenant_id(i) for i in range(n)]
+    history = [FIRST_DAY + dt.timedelta(days=d) for d in range(days)]
+    new_day = history[-1] + dt.timedelta(days=1)
+    result = {}
+    for layout in ("per_tenant", "shared"):
+        path = WORK / f"{layout}_{n}"
+        row = {"build_s": build(path, layout, tenants, history)}
+        row["disk"] = disk(path)
+        row["probe"] = probe_in_subprocess(path, layout, tenants[n // 2], history[-1])
+        serve = serve_day_shared if layout == "shared" else serve_day_per_tenant
+        row["serve_day"] = serve(path, tenants, new_day)
+        row["migration"] = migrate_add_column(path, layout, tenants)
+        result[layout] = row
+        shutil.rmtree(path, ignore_errors=True)
+        print(json.dumps({n: {layout: row}}), flush=True)
+    return result
+
+
+def measure(args) -> dict:
+    sizes = {}
+    for n in args.tenants:
+        sizes[str(n)] = measure_size(n, args.days)
+    return {
+        "measured_on": dt.date.today().isoformat(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "chdb": chdb_version(),
+        "days_per_tenant": args.days,
+        "rows": ROWS,
+        "sizes": sizes,
+        "serving": getattr(args, "serving", None),
+    }
+
+
+def chdb_version() -> str:
+    import chdb
+
+    return f"chdb {chdb.__version__} (ClickHouse {chdb.engine_version})"
+
+
+def report(measured: dict) -> str:
+    lines = [
+        "## ClickHouse at 1,000 tenants: a database per tenant vs shared tables",
+        "",
+        f"Measured {measured['measured_on']} on {measured['machine']}, {measured['chdb']}, "
+        f"load average {measured['load_average']} (a machine shared with other sessions: "
+        "the figures are contaminated, compare rows measured together). Each tenant holds "
+        f"{measured['days_per_tenant']} days of the platform's six served tables "
+        f"(rows per tenant-day or per tenant: {measured['rows']}). `benchmarks/scale_clickhouse.py`.",
+        "",
+        "| tenants | layout | start-up + first query | RSS after start-up | RSS after the reads "
+        "| 90-day metrics (first / warm) | sessions page (first / warm) | serve one day, all tenants "
+        "| add a column everywhere | disk | files | active parts |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for n, layouts in measured["sizes"].items():
+        for layout, row in layouts.items():
+            p, s, m, d = row["probe"], row["serve_day"], row["migration"], row["disk"]
+            lines.append(
+                f"| {int(n):,} | {layout.replace('_', ' ')} | {p['startup_s']:.2f} s "
+                f"| {p['rss_startup_mb']:.0f} MB | {p['rss_after_query_mb']:.0f} MB "
+                f"| {p['daily_90d_first_s'] * 1000:.0f} / {p['daily_90d_s'] * 1000:.0f} ms "
+                f"| {p['sessions_page_first_s'] * 1000:.0f} / {p['sessions_page_s'] * 1000:.0f} ms "
+                f"| {s['seconds']:.2f} s ({s['statements']:,} statements) "
+                f"| {m['seconds']:.2f} s ({m['statements']:,} ALTERs) "
+                f"| {d['mb']:.0f} MB | {d['files']:,} | {d['active_parts']:,} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tenants", type=int, nargs="+", default=[10, 100, 300, 1000])
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--quick", action="store_true", help="10 and 30 tenants, 5 days")
+    parser.add_argument("--probe", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.probe:
+        path, layout, tenant, last_day = args.probe
+        print(json.dumps(probe(Path(path), layout, tenant, dt.date.fromisoformat(last_day))))
+        return
+    if args.quick:
+        args.tenants, args.days = [10, 30], 5
+    WORK.mkdir(parents=True, exist_ok=True)
+    measured = measure(args)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(measured, indent=2) + "\n")
+    write_section("scale-clickhouse", report(measured))
+    print(report(measured))
+
+
+if __name__ == "__main__":
+    main()

@@ -160,9 +160,7 @@ def test_clickhouse_partitions_are_replaced_not_appended(postgres, clickhouse, n
     assert leftovers == []
 
 
-def test_one_scratch_serves_many_tenants_each_only_its_own_rows(
-    postgres, clickhouse, new_tenant
-):
+def test_one_scratch_serves_many_tenants_each_only_its_own_rows(postgres, clickhouse, new_tenant):
     first, second, third = new_tenant("many"), new_tenant("many"), new_tenant("many")
     with clickhouse.session() as session:
         for t in (first, second, third):

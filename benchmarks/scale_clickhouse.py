@@ -39,6 +39,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -130,9 +131,8 @@ def rows_select(session, database: str, table: str, tenants: list[str], days: li
     per_unit = ROWS[table]
     units = len(tenants) * (len(days) if table in DATE_COLUMN else 1)
     tenant_list = "[" + ", ".join(f"'{t}'" for t in tenants) + "]"
-    replace = [
-        f"{tenant_list}[1 + intDiv(rowNumberInAllBlocks(), {units // len(tenants) * per_unit})] AS tenant_id"
-    ]
+    rows_per_tenant = units // len(tenants) * per_unit
+    replace = [f"{tenant_list}[1 + intDiv(rowNumberInAllBlocks(), {rows_per_tenant})] AS tenant_id"]
     if table in DATE_COLUMN:
         first = days[0]
         replace.append(
@@ -251,32 +251,88 @@ def probe_in_subprocess(path: Path, layout: str, tenant: str, last_day: dt.date)
     return json.loads(output.strip().splitlines()[-1])
 
 
-def serve_day_per_tenant(path: Path, tenants: list[str], day: dt.date) -> dict:
-    """Today's serving in ClickHouse: per tenant and table, scratch + insert + swap + drop."""
-    from analytics_platform.resources.clickhouse import ClickHouseResource
+class CountingSession:
+    """A platform ClickHouse session that counts the statements sent through it."""
 
-    clickhouse = ClickHouseResource(url=f"chdb://{path}")
-    statements = 0
-    with clickhouse.session() as session:
-        frames = {
-            table: session.query_df(
-                rows_select(session._session, "tenant_t0000", table, ["t0000"], [day])
+    def __init__(self, session):
+        self._session = session
+        self.statements = 0
+
+    def command(self, statement: str) -> None:
+        self.statements += 1
+        self._session.command(statement)
+
+    def insert_df(self, database: str, table: str, frame) -> None:
+        self.statements += 1
+        self._session.insert_df(database, table, frame)
+
+    def query_df(self, query: str):
+        return self._session.query_df(query)
+
+
+def one_tenant_day(path: Path, day: dt.date) -> dict:
+    """A tenant's rows of `day` for every table (whole-history tables: a tenant's rows)."""
+    session = session_on(path)
+    try:
+        return {
+            table: session.query(
+                rows_select(session, "tenant_t0000", table, ["t0000"], [day]), "DataFrame"
             )
             for table in ROWS
         }
+    finally:
+        session.close()
+
+
+def serve_before(clickhouse, session, tenant: str, table: str, frame, day: dt.date) -> None:
+    """Main's serving at 504b68a, kept measurable: a scratch table in the tenant's database.
+
+    CREATE TABLE AS, INSERT, one ALTER (REPLACE PARTITION) or EXCHANGE TABLES, DROP:
+    four statements per tenant and table.
+    """
+    from analytics_platform.resources.clickhouse import quote_identifier
+
+    database = quote_identifier(clickhouse.database_for(tenant))
+    target = f"{database}.{quote_identifier(table)}"
+    name = f"_load_{table}_{uuid.uuid4().hex[:12]}"
+    scratch = f"{database}.{quote_identifier(name)}"
+    session.command(f"CREATE TABLE {scratch} AS {target}")
+    session.insert_df(clickhouse.database_for(tenant), name, frame)
+    if table in DATE_COLUMN:
+        session.command(f"ALTER TABLE {target} REPLACE PARTITION ID '{day:%Y%m%d}' FROM {scratch}")
+    else:
+        session.command(f"EXCHANGE TABLES {scratch} AND {target}")
+    session.command(f"DROP TABLE IF EXISTS {scratch}")
+
+
+def serve_day_per_tenant(path: Path, tenants: list[str], day: dt.date, path_kind: str) -> dict:
+    """Serving one day for every tenant into its own database, in ClickHouse only.
+
+    `before`: main's path (`serve_before`); `after`: this branch's
+    (`ClickHouseResource.scratch`, one scratch table per served table for all tenants).
+    """
+    from analytics_platform.resources.clickhouse import ClickHouseResource
+
+    clickhouse = ClickHouseResource(url=f"chdb://{path}")
+    frames = one_tenant_day(path, day)
+    with clickhouse.session() as platform_session:
+        session = CountingSession(platform_session)
         began = time.perf_counter()
-        for tenant in tenants:
-            for table, frame in frames.items():
-                frame = frame.assign(tenant_id=tenant)
-                if table in DATE_COLUMN:
-                    clickhouse.replace_partitions(
-                        session, tenant, table, frame, [day], date_column=DATE_COLUMN[table]
-                    )
-                else:
-                    clickhouse.replace_table(session, tenant, table, frame)
-                statements += 4
+        for table, frame in frames.items():
+            if path_kind == "before":
+                for tenant in tenants:
+                    serve_before(clickhouse, session, tenant, table, frame, day)
+                continue
+            with clickhouse.scratch(session, table, like_tenant=tenants[0]) as scratch:
+                for tenant in tenants:
+                    if table in DATE_COLUMN:
+                        scratch.replace_partitions(
+                            tenant, frame, [day], date_column=DATE_COLUMN[table]
+                        )
+                    else:
+                        scratch.replace_table(tenant, frame)
         seconds = time.perf_counter() - began
-    return {"seconds": round(seconds, 2), "statements": statements}
+    return {"seconds": round(seconds, 2), "statements": session.statements}
 
 
 def serve_day_shared(path: Path, tenants: list[str], day: dt.date) -> dict:
@@ -308,9 +364,8 @@ def serve_day_shared(path: Path, tenants: list[str], day: dt.date) -> dict:
                     f"INSERT INTO {scratch} SELECT * FROM {SHARED}.{table} "
                     f"WHERE {column} = '{day}' AND tenant_id NOT IN {run}"
                 )
-                session.query(
-                    f"ALTER TABLE {SHARED}.{table} REPLACE PARTITION ID '{day:%Y%m%d}' FROM {scratch}"
-                )
+                partition = f"PARTITION ID '{day:%Y%m%d}'"
+                session.query(f"ALTER TABLE {SHARED}.{table} REPLACE {partition} FROM {scratch}")
             else:
                 actions = ", ".join(f"REPLACE PARTITION '{t}' FROM {scratch}" for t in tenants)
                 session.query(f"ALTER TABLE {SHARED}.{table} {actions}")
@@ -320,6 +375,71 @@ def serve_day_shared(path: Path, tenants: list[str], day: dt.date) -> dict:
     finally:
         session.close()
     return {"seconds": round(seconds, 2), "statements": statements}
+
+
+ACCESS_STATEMENTS = [
+    "CREATE USER bench_reader IDENTIFIED WITH sha256_hash BY '{hash}'",
+    "CREATE ROLE bench_role",
+    "CREATE ROW POLICY bench_policy ON serving.t USING tenant_id = 'a' TO ALL",
+    "GRANT SELECT ON serving.* TO bench_role",
+    "SHOW ROW POLICIES",
+    "EXECUTE AS bench_reader SELECT 1",
+]
+# Read paths a tenant's query could take to the shared table `serving.t`, holding
+# tenant a's row and tenant b's; the session filters to a (additional_table_filters)
+# and is read-only, as a shared layout's reader on chDB would be.
+SHARED_READ_PATHS = {
+    "table": "SELECT tenant_id FROM serving.t",
+    "subquery": "SELECT tenant_id FROM (SELECT * FROM serving.t)",
+    "join": "SELECT x.tenant_id FROM serving.t AS x JOIN serving.u AS y USING tenant_id",
+    "union": "SELECT tenant_id FROM serving.t UNION ALL SELECT tenant_id FROM serving.u",
+    "scalar subquery": "SELECT arrayJoin((SELECT groupArray(tenant_id) FROM serving.t))",
+    "merge() table function": "SELECT tenant_id FROM merge('serving', '^t$')",
+    "system.parts row counts": (
+        "SELECT toString(sum(rows)) FROM system.parts WHERE database = 'serving' AND table = 't'"
+    ),
+    "lifting the filter (SETTINGS)": (
+        "SELECT tenant_id FROM serving.t SETTINGS additional_table_filters = {}"
+    ),
+}
+
+
+def access_probe(path: Path) -> dict:
+    """What chDB allows of users, grants and row policies, and what a per-session filter holds.
+
+    Every statement's outcome is recorded (`ok` or ClickHouse's error name), not assumed.
+    """
+    shutil.rmtree(path, ignore_errors=True)
+    session = session_on(path)
+
+    def outcome(statement: str) -> str:
+        try:
+            rows = session.query(statement, "CSV").bytes().decode().split()
+        except Exception as err:  # chDB raises its own error type; the name is the finding
+            found = re.search(r"\(([A-Z_]+)\)", str(err))
+            return found[1] if found else str(err)[:80]
+        return "ok: " + (", ".join(rows) if rows else "(nothing)")
+
+    try:
+        for statement in (
+            "CREATE DATABASE serving",
+            "CREATE TABLE serving.t (tenant_id String) ENGINE = MergeTree ORDER BY tenant_id",
+            "CREATE TABLE serving.u (tenant_id String) ENGINE = MergeTree ORDER BY tenant_id",
+            "INSERT INTO serving.t VALUES ('a'), ('b')",
+            "INSERT INTO serving.u VALUES ('a'), ('b')",
+        ):
+            session.query(statement)
+        access = {s: outcome(s.format(hash="0" * 64)) for s in ACCESS_STATEMENTS}
+        session.query(
+            "SET additional_table_filters = "
+            "{'serving.t': 'tenant_id = \\'a\\'', 'serving.u': 'tenant_id = \\'a\\''}"
+        )
+        session.query("SET readonly = 1")
+        reads = {name: outcome(query) for name, query in SHARED_READ_PATHS.items()}
+    finally:
+        session.close()
+        shutil.rmtree(path, ignore_errors=True)
+    return {"access_control": access, "filtered_reads": reads}
 
 
 def migrate_add_column(path: Path, layout: str, tenants: list[str]) -> dict:
@@ -369,8 +489,11 @@ def measure_size(n: int, days: int) -> dict:
         row = {"build_s": build(path, layout, tenants, history)}
         row["disk"] = disk(path)
         row["probe"] = probe_in_subprocess(path, layout, tenants[n // 2], history[-1])
-        serve = serve_day_shared if layout == "shared" else serve_day_per_tenant
-        row["serve_day"] = serve(path, tenants, new_day)
+        if layout == "shared":
+            row["serve_day"] = serve_day_shared(path, tenants, new_day)
+        else:
+            row["serve_day_before"] = serve_day_per_tenant(path, tenants, new_day, "before")
+            row["serve_day"] = serve_day_per_tenant(path, tenants, new_day, "after")
         row["migration"] = migrate_add_column(path, layout, tenants)
         result[layout] = row
         shutil.rmtree(path, ignore_errors=True)
@@ -379,9 +502,7 @@ def measure_size(n: int, days: int) -> dict:
 
 
 def measure(args) -> dict:
-    sizes = {}
-    for n in args.tenants:
-        sizes[str(n)] = measure_size(n, args.days)
+    sizes = {str(n): measure_size(n, args.days) for n in args.tenants}
     return {
         "measured_on": dt.date.today().isoformat(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
@@ -390,7 +511,7 @@ def measure(args) -> dict:
         "days_per_tenant": args.days,
         "rows": ROWS,
         "sizes": sizes,
-        "serving": getattr(args, "serving", None),
+        "access": access_probe(WORK / "access"),
     }
 
 
@@ -400,46 +521,90 @@ def chdb_version() -> str:
     return f"chdb {chdb.__version__} (ClickHouse {chdb.engine_version})"
 
 
+def _layout_row(n: str, layout: str, row: dict) -> str:
+    p, m, d = row["probe"], row["migration"], row["disk"]
+    return (
+        f"| {int(n):,} | {layout.replace('_', ' ')} | {p['startup_s']:.2f} s "
+        f"| {p['rss_startup_mb']:.0f} / {p['rss_after_query_mb']:.0f} MB "
+        f"| {p['daily_90d_first_s'] * 1000:.0f} / {p['daily_90d_s'] * 1000:.0f} ms "
+        f"| {p['sessions_page_first_s'] * 1000:.0f} / {p['sessions_page_s'] * 1000:.0f} ms "
+        f"| {m['seconds']:.2f} s ({m['statements']:,}) "
+        f"| {d['mb']:.0f} MB, {d['files']:,} files, {d['active_parts']:,} parts |"
+    )
+
+
+def _serving_rows(n: str, layouts: dict) -> list[str]:
+    rows = []
+    for label, layout, key in (
+        ("per tenant, main (504b68a)", "per_tenant", "serve_day_before"),
+        ("per tenant, this branch", "per_tenant", "serve_day"),
+        ("shared tables", "shared", "serve_day"),
+    ):
+        serve = layouts.get(layout, {}).get(key)
+        if serve:
+            rows.append(
+                f"| {int(n):,} | {label} | {serve['seconds']:.2f} s | {serve['statements']:,} |"
+            )
+    return rows
+
+
 def report(measured: dict) -> str:
     lines = [
         "## ClickHouse at 1,000 tenants: a database per tenant vs shared tables",
         "",
         f"Measured {measured['measured_on']} on {measured['machine']}, {measured['chdb']}, "
-        f"load average {measured['load_average']} (a machine shared with other sessions: "
-        "the figures are contaminated, compare rows measured together). Each tenant holds "
-        f"{measured['days_per_tenant']} days of the platform's six served tables "
-        f"(rows per tenant-day or per tenant: {measured['rows']}). `benchmarks/scale_clickhouse.py`.",
+        f"load average {measured['load_average']} at the end: a machine shared with other "
+        "sessions, so every figure is contaminated (compare rows measured together). Each "
+        f"tenant holds {measured['days_per_tenant']} days of the platform's six served "
+        f"tables, rows per tenant-day or per tenant: {measured['rows']}. "
+        "`benchmarks/scale_clickhouse.py`; start-up and reads in a fresh process.",
         "",
-        "| tenants | layout | start-up + first query | RSS after start-up | RSS after the reads "
-        "| 90-day metrics (first / warm) | sessions page (first / warm) | serve one day, all tenants "
-        "| add a column everywhere | disk | files | active parts |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| tenants | layout | session start-up + first query | RSS after start-up / after "
+        "the reads | 90-day daily metrics, first / warm | sessions page, first / warm "
+        "| add a column everywhere (ALTERs) | on disk |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for n, layouts in measured["sizes"].items():
-        for layout, row in layouts.items():
-            p, s, m, d = row["probe"], row["serve_day"], row["migration"], row["disk"]
-            lines.append(
-                f"| {int(n):,} | {layout.replace('_', ' ')} | {p['startup_s']:.2f} s "
-                f"| {p['rss_startup_mb']:.0f} MB | {p['rss_after_query_mb']:.0f} MB "
-                f"| {p['daily_90d_first_s'] * 1000:.0f} / {p['daily_90d_s'] * 1000:.0f} ms "
-                f"| {p['sessions_page_first_s'] * 1000:.0f} / {p['sessions_page_s'] * 1000:.0f} ms "
-                f"| {s['seconds']:.2f} s ({s['statements']:,} statements) "
-                f"| {m['seconds']:.2f} s ({m['statements']:,} ALTERs) "
-                f"| {d['mb']:.0f} MB | {d['files']:,} | {d['active_parts']:,} |"
-            )
+        lines += [_layout_row(n, layout, row) for layout, row in layouts.items()]
+    lines += [
+        "",
+        "Serving one day for all N tenants, ClickHouse's part only (no Postgres):",
+        "",
+        "| tenants | path | seconds | statements |",
+        "|---|---|---|---|",
+    ]
+    for n, layouts in measured["sizes"].items():
+        lines += _serving_rows(n, layouts)
+    access = measured.get("access")
+    if access:
+        lines += ["", "What chDB allows (each statement run, its outcome recorded):", ""]
+        lines += [f"- `{k}`: {v}" for k, v in access["access_control"].items()]
+        lines += [
+            "",
+            "A shared table read by a read-only session filtered to tenant `a` "
+            "(`additional_table_filters`), tenant `b`'s row present:",
+            "",
+        ]
+        lines += [f"- {k}: {v}" for k, v in access["filtered_reads"].items()]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tenants", type=int, nargs="+", default=[10, 100, 300, 1000])
-    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--days", type=int, default=14)
     parser.add_argument("--quick", action="store_true", help="10 and 30 tenants, 5 days")
+    parser.add_argument(
+        "--report-only", action="store_true", help="rewrite BENCHMARKS.md from the results file"
+    )
     parser.add_argument("--probe", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.probe:
         path, layout, tenant, last_day = args.probe
         print(json.dumps(probe(Path(path), layout, tenant, dt.date.fromisoformat(last_day))))
+        return
+    if args.report_only:
+        write_section("scale-clickhouse", report(json.loads(RESULTS.read_text())))
         return
     if args.quick:
         args.tenants, args.days = [10, 30], 5

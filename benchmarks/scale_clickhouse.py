@@ -406,6 +406,9 @@ def postgres_round_trips(n: int, database_url: str) -> dict:
         for tenant in tenants:
             migrate_tenant(postgres, clickhouse, session, tenant, available_migrations()[:0])
         with postgres.connect(autocommit=True) as conn:
+            conn.execute(
+                "DELETE FROM platform.schema_versions WHERE tenant_id = ANY(%s)", (tenants,)
+            )
             for tenant in tenants:
                 for m in available_migrations():
                     conn.execute(

@@ -21,10 +21,13 @@ rows (generateRandom, the tables' own column types). Measured per size:
 - a migration adding a column everywhere: N x tables ALTERs against one per table;
 - disk: bytes, files and active parts under the data path.
 
-The serving rows exclude Postgres (reading the marts, `migrate_tenant`'s bookkeeping):
-they isolate what the layout costs in ClickHouse. `serving` in BENCHMARKS.md's
-`scale-clickhouse` section has the platform's own serving before/after. Numbers come
-from a 2-core machine shared with other sessions; the load average is recorded.
+The serving rows exclude Postgres: they isolate what the layout costs in
+ClickHouse, with main's per-tenant path (504b68a, `serve_before`) next to this
+branch's. `--postgres N...` adds serving's Postgres bookkeeping (connections,
+migration locks) before and after, for N tenants, to the results file. Per-tenant
+serving and migrations run on `--sample` tenants of each store and are scaled to
+all. Numbers come from a 2-core machine shared with other sessions; the load
+average is recorded.
 """
 
 from __future__ import annotations

@@ -261,6 +261,40 @@ def test_nothing_was_written_and_the_other_tenant_is_intact(clickhouse, tenants)
     assert ours_rows["n"].tolist() == [2]
 
 
+def test_rows_passing_through_the_serving_scratch_are_out_of_every_tenants_reach(
+    clickhouse, tenants
+):
+    """Serving loads every tenant's rows through one scratch table outside the tenants'
+    databases; one left behind by a run that died holds another tenant's rows."""
+    ours, theirs = tenants
+    with clickhouse.session() as session:
+        session.command(f"CREATE DATABASE IF NOT EXISTS {clickhouse.scratch_database}")
+        session.command(
+            f"CREATE TABLE {clickhouse.scratch_database}._load_fct_daily_metrics_left "
+            f"AS {clickhouse.database_for(theirs)}.fct_daily_metrics"
+        )
+        session.command(
+            f"INSERT INTO {clickhouse.scratch_database}._load_fct_daily_metrics_left "
+            f"SELECT * FROM {clickhouse.database_for(theirs)}.fct_daily_metrics"
+        )
+    try:
+        for sql in (
+            f"SELECT * FROM {clickhouse.scratch_database}._load_fct_daily_metrics_left",
+            f"SHOW TABLES FROM {clickhouse.scratch_database}",
+            f"SELECT * FROM merge('{clickhouse.scratch_database}', '.*')",
+        ):
+            with pytest.raises(QueryRefused) as refused:
+                run_query(clickhouse, ours, sql)
+            assert re.search(REFUSAL_REASONS, str(refused.value)), str(refused.value)
+            assert str(SECRET) not in str(refused.value)
+            assert "_load_" not in str(refused.value).split("Tables of", 1)[-1]
+    finally:
+        with clickhouse.session() as session:
+            session.command(
+                f"DROP TABLE {clickhouse.scratch_database}._load_fct_daily_metrics_left"
+            )
+
+
 def test_the_engine_itself_refuses_writes_in_the_read_only_session(clickhouse, tenants):
     """The third wall on its own: statements sent past the checks still cannot write."""
     ours, _ = tenants

@@ -126,6 +126,16 @@ def served(clickhouse: ClickHouseResource, tenant: str) -> list[tuple[str, int]]
     return [(d, int(v)) for d, v in frame.itertuples(index=False)]
 
 
+def scratch_tables(session, clickhouse: ClickHouseResource, tenant: str) -> list[str]:
+    """Tables left in the scratch database, or named like a scratch in the tenant's."""
+    frame = session.query_df(
+        "SELECT name FROM system.tables WHERE database = "
+        f"'{clickhouse.scratch_database}' OR (database = '{clickhouse.database_for(tenant)}' "
+        "AND name LIKE '\\_load\\_%')"
+    )
+    return list(frame["name"])
+
+
 def test_clickhouse_partitions_are_replaced_not_appended(postgres, clickhouse, new_tenant):
     tenant, other = new_tenant("ch"), new_tenant("ch")
     with clickhouse.session() as session:
@@ -144,14 +154,34 @@ def test_clickhouse_partitions_are_replaced_not_appended(postgres, clickhouse, n
         clickhouse.replace_partitions(
             session, tenant, "fct_daily_metrics", daily(tenant, [(D1, 5)]), [D1, D2]
         )
-        database = clickhouse.database_for(tenant)
-        leftovers = session.query_df(
-            f"SELECT count() AS n FROM system.tables WHERE database = '{database}' "
-            "AND name LIKE '\\_load\\_%'"
-        )
+        leftovers = scratch_tables(session, clickhouse, tenant)
     assert served(clickhouse, tenant) == [("2026-11-01", 5)]
     assert served(clickhouse, other) == [("2026-11-01", 7)]
-    assert int(leftovers["n"].iloc[0]) == 0
+    assert leftovers == []
+
+
+def test_one_scratch_serves_many_tenants_each_only_its_own_rows(postgres, clickhouse, new_tenant):
+    first, second, third = new_tenant("many"), new_tenant("many"), new_tenant("many")
+    with clickhouse.session() as session:
+        for t in (first, second, third):
+            migrate_tenant(postgres, clickhouse, session, t)
+        clickhouse.replace_partitions(
+            session, third, "fct_daily_metrics", daily(third, [(D1, 9), (D2, 9)]), [D1, D2]
+        )
+        with clickhouse.scratch(session, "fct_daily_metrics", like_tenant=first) as scratch:
+            scratch.replace_partitions(first, daily(first, [(D1, 1), (D2, 2)]), [D1, D2])
+            # Nothing for the second tenant on D1: its day stays empty, it gets nothing of
+            # the first tenant's rows that went through the same scratch.
+            scratch.replace_partitions(second, daily(second, [(D2, 3)]), [D1, D2])
+            # The third has no rows at all for the run's days: both are emptied.
+            scratch.replace_partitions(third, daily(third, []), [D1, D2])
+            left_in_scratch = session.query_df(f"SELECT count() AS n FROM {scratch.qualified}")
+        leftovers = scratch_tables(session, clickhouse, first)
+    assert served(clickhouse, first) == [("2026-11-01", 1), ("2026-11-02", 2)]
+    assert served(clickhouse, second) == [("2026-11-02", 3)]
+    assert served(clickhouse, third) == []
+    assert int(left_in_scratch["n"].iloc[0]) == 0
+    assert leftovers == []
 
 
 def test_a_second_process_gets_a_clear_timeout_on_embedded_clickhouse(tmp_path: Path):
@@ -222,8 +252,9 @@ def test_clickhouse_tables_are_replaced_whole_per_tenant(postgres, clickhouse, n
 
         assert ids(tenant) == ["c"]
         assert ids(other) == ["keep"]
-        leftovers = session.query_df(
-            f"SELECT count() AS n FROM system.tables WHERE database = "
-            f"'{clickhouse.database_for(tenant)}' AND name LIKE '\\\\_load\\\\_%'"
-        )
-        assert int(leftovers["n"].iloc[0]) == 0
+        # A tenant with no rows left gets an empty table, not its old rows.
+        with clickhouse.scratch(session, "dim_visitors", like_tenant=tenant) as scratch:
+            scratch.replace_table(other, visitors(other, []))
+        assert ids(other) == []
+        assert ids(tenant) == ["c"]
+        assert scratch_tables(session, clickhouse, tenant) == []

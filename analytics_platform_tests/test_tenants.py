@@ -30,6 +30,7 @@ from analytics_platform.tenants.migrations import (
     MigrationError,
     available_migrations,
     migrate_tenant,
+    tenants_to_migrate,
 )
 from analytics_platform.tenants.registry import (
     TenantStateError,
@@ -165,6 +166,30 @@ def test_migrations_apply_once_in_order_and_refuse_an_edited_file(postgres, clic
             (tenant,),
         ).fetchall()
     assert rows == [(1, "events"), (2, "more"), (3, "third")]
+
+
+def test_serving_finds_in_one_query_the_tenants_a_migration_is_missing_or_edited_for(
+    postgres, clickhouse, new_tenant
+):
+    current, fresh, edited = new_tenant("cur"), new_tenant("new"), new_tenant("edit")
+    with clickhouse.session() as session:
+        for tenant in (current, edited):
+            migrate_tenant(postgres, clickhouse, session, tenant)
+    with postgres.connect(autocommit=True) as conn:
+        conn.execute(
+            "UPDATE platform.schema_versions SET checksum = 'edited' "
+            "WHERE tenant_id = %s AND version = 1",
+            (edited,),
+        )
+        assert tenants_to_migrate(conn, [current, fresh, edited]) == [fresh, edited]
+    # What it returns is what migrate_tenant would act on: the fresh tenant migrates, the
+    # edited one is refused.
+    with clickhouse.session() as session:
+        assert migrate_tenant(postgres, clickhouse, session, fresh).applied
+        with pytest.raises(MigrationError, match="changed after it was applied"):
+            migrate_tenant(postgres, clickhouse, session, edited)
+    with postgres.connect() as conn:
+        assert tenants_to_migrate(conn, [current, fresh]) == []
 
 
 def test_migrate_tenants_job_twice_applies_once(

@@ -92,6 +92,10 @@ class ClickHouseResource(ConfigurableResource):
         description="CLICKHOUSE_URL: http(s)://... for a server, chdb:///path for chDB."
     )
     database_prefix: str = Field(default="tenant_", description="Tenant database = prefix + id.")
+    scratch_database: str = Field(
+        default="_serving_load",
+        description="Where rows wait on their way into a tenant's table (no tenant reads it).",
+    )
     lock_timeout_seconds: float = Field(
         default=600.0, description="How long to wait for another process using embedded chDB."
     )
@@ -144,50 +148,103 @@ class ClickHouseResource(ConfigurableResource):
         *,
         date_column: str = "event_date",
     ) -> int:
-        """Make `table`'s `dates` partitions hold exactly `frame`, each swapped atomically.
-
-        Serving tables are `PARTITION BY <date_column>`; the rows are loaded into a
-        scratch copy and moved with REPLACE PARTITION (a day with no rows is
-        dropped), so readers never see a half-loaded day and running it twice
-        changes nothing.
-        """
-        with self._loaded_scratch(session, tenant, table, frame) as (target, scratch):
-            days_with_rows = (
-                set(pd.to_datetime(frame[date_column]).dt.date) if len(frame) else set()
-            )
-            # One ALTER with an action per day: each partition still swaps atomically,
-            # and a 90-day backfill costs one statement instead of 90.
-            actions = [
-                f"REPLACE PARTITION ID '{day:%Y%m%d}' FROM {scratch}"
-                if day in days_with_rows
-                else f"DROP PARTITION ID '{day:%Y%m%d}'"
-                for day in sorted(set(dates))
-            ]
-            if actions:
-                session.command(f"ALTER TABLE {target} {', '.join(actions)}")
-        return len(frame)
+        """One tenant's `replace_partitions` (see ScratchTable); for many, use `scratch`."""
+        with self.scratch(session, table, like_tenant=tenant) as scratch:
+            return scratch.replace_partitions(tenant, frame, dates, date_column=date_column)
 
     def replace_table(
         self, session: ClickHouseSession, tenant: str, table: str, frame: pd.DataFrame
     ) -> int:
-        """Make the tenant's `table` hold exactly `frame`, swapped in with EXCHANGE TABLES."""
-        with self._loaded_scratch(session, tenant, table, frame) as (target, scratch):
-            session.command(f"EXCHANGE TABLES {scratch} AND {target}")
-        return len(frame)
+        """One tenant's `replace_table` (see ScratchTable); for many, use `scratch`."""
+        with self.scratch(session, table, like_tenant=tenant) as scratch:
+            return scratch.replace_table(tenant, frame)
 
     @contextmanager
-    def _loaded_scratch(
-        self, session: ClickHouseSession, tenant: str, table: str, frame: pd.DataFrame
-    ) -> Iterator[tuple[str, str]]:
-        """(target, scratch): an empty copy of the tenant's table holding `frame`, dropped after."""
-        database = self.database_for(tenant)
-        target = f"{quote_identifier(database)}.{quote_identifier(table)}"
-        scratch_name = f"_load_{table}_{uuid.uuid4().hex[:12]}"
-        scratch = f"{quote_identifier(database)}.{quote_identifier(scratch_name)}"
-        session.command(f"CREATE TABLE {scratch} AS {target}")
+    def scratch(
+        self, session: ClickHouseSession, table: str, *, like_tenant: str
+    ) -> Iterator[ScratchTable]:
+        """An empty copy of `like_tenant`'s `table` that every tenant's rows pass through.
+
+        It lives in `scratch_database`, never in a tenant's database, so a tenant's
+        reader never sees it, nor another tenant's rows passing through it, and it
+        is dropped afterwards. Every tenant's table has the same structure
+        (migrations run before serving), so one copy serves them all.
+        """
+        scratch = ScratchTable(self, session, table, f"_load_{table}_{uuid.uuid4().hex[:12]}")
+        session.command(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(self.scratch_database)}")
+        session.command(f"CREATE TABLE {scratch.qualified} AS {scratch.target(like_tenant)}")
         try:
-            if len(frame):
-                session.insert_df(database, scratch_name, frame)
-            yield target, scratch
+            yield scratch
         finally:
-            session.command(f"DROP TABLE IF EXISTS {scratch}")
+            session.command(f"DROP TABLE IF EXISTS {scratch.qualified}")
+
+
+class ScratchTable:
+    """Rows go into the scratch, move into a tenant's table atomically, and the scratch empties.
+
+    Per tenant that is an INSERT, one ALTER and a TRUNCATE (one ALTER alone when
+    the tenant has no rows), against four statements with a scratch table per
+    tenant: at 1,000 tenants x 6 served tables, 12,000 DDL statements fewer a run.
+    """
+
+    def __init__(
+        self, clickhouse: ClickHouseResource, session: ClickHouseSession, table: str, name: str
+    ):
+        self._clickhouse = clickhouse
+        self._session = session
+        self._table = table
+        self._name = name
+        self.qualified = f"{quote_identifier(clickhouse.scratch_database)}.{quote_identifier(name)}"
+
+    def target(self, tenant: str) -> str:
+        """The tenant's table, quoted."""
+        database = self._clickhouse.database_for(tenant)
+        return f"{quote_identifier(database)}.{quote_identifier(self._table)}"
+
+    def replace_partitions(
+        self,
+        tenant: str,
+        frame: pd.DataFrame,
+        dates: Sequence[dt.date],
+        *,
+        date_column: str = "event_date",
+    ) -> int:
+        """Make the tenant's `dates` partitions hold exactly `frame`, each swapped atomically.
+
+        Serving tables are `PARTITION BY <date_column>`; the rows are loaded into the
+        scratch and copied over with REPLACE PARTITION (a day with no rows is
+        dropped), so readers never see a half-loaded day and running it twice
+        changes nothing. One ALTER with an action per day: each partition still
+        swaps atomically, and a 90-day backfill costs one statement instead of 90.
+        """
+        days_with_rows = set(pd.to_datetime(frame[date_column]).dt.date) if len(frame) else set()
+        actions = [
+            f"REPLACE PARTITION ID '{day:%Y%m%d}' FROM {self.qualified}"
+            if day in days_with_rows
+            else f"DROP PARTITION ID '{day:%Y%m%d}'"
+            for day in sorted(set(dates))
+        ]
+        self._swap(tenant, frame, actions)
+        return len(frame)
+
+    def replace_table(self, tenant: str, frame: pd.DataFrame) -> int:
+        """Make the tenant's (unpartitioned) table hold exactly `frame`, swapped atomically."""
+        # An unpartitioned MergeTree holds one partition, ID 'all'.
+        action = (
+            f"REPLACE PARTITION ID 'all' FROM {self.qualified}"
+            if len(frame)
+            else "DROP PARTITION ID 'all'"
+        )
+        self._swap(tenant, frame, [action])
+        return len(frame)
+
+    def _swap(self, tenant: str, frame: pd.DataFrame, actions: list[str]) -> None:
+        if not actions:
+            return
+        if len(frame):
+            self._session.insert_df(self._clickhouse.scratch_database, self._name, frame)
+        try:
+            self._session.command(f"ALTER TABLE {self.target(tenant)} {', '.join(actions)}")
+        finally:
+            if len(frame):
+                self._session.command(f"TRUNCATE TABLE {self.qualified}")

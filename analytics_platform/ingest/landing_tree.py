@@ -20,6 +20,7 @@ import os
 import re
 import stat
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import BinaryIO
 
@@ -192,6 +193,10 @@ class FolderListing:
 
     folders: list[Folder]
     refused: list[Refusal]
+
+    @cached_property
+    def paths(self) -> set[str]:
+        return {folder.relative for folder in self.folders}
 
 
 def list_day_folders(root: Path) -> FolderListing:

@@ -1,12 +1,22 @@
-"""`landing_file_sensor`: a run of the tenant-day for every new or changed landing file.
+"""`landing_file_sensor`: runs for the tenant-days with new or changed landing files.
 
-The cursor is the highest file mtime seen plus the files seen at exactly that
-mtime, never the wall clock: a file that lands late with an mtime equal to the
-newest one seen is still picked up. A file is taken only once it is complete:
+A tick watches only what can change. It lists the day folders (one `lstat` each,
+no file listed) and looks into a folder when its ctime moved (a file created,
+renamed in or removed there), when its mtime is recent (a file written in place),
+when it holds an unsettled file, when its day has just ended, or when its tenant
+has just become active. The cursor is a ctime watermark plus what changed just
+before it: ctimes are set by the kernel only, so a file moved in with an old
+mtime (`mv`, `cp -p`, `rsync -t`) is still taken, and the cursor stays small
+however many files the zone holds. A file is taken only once it is complete:
 its size and mtime were the same at the previous evaluation, or its mtime is at
 least `settle_seconds` old (and `*.tmp`/dotfiles are never taken: write, then
-rename). A run's `run_key` is a digest of the tenant-day's files' contents, so
-an unchanged file (even touched) never runs twice and a replaced one runs again.
+rename); its tenant-day waits for it.
+
+A day's ready tenants run together, up to `LANDING_RUN_MAX_TENANTS` contiguous in
+registration order per run (a partition range spans every tenant between its
+ends); `split_failed_runs` halves a run a bad tenant failed. A run's `run_key` is
+a digest of its tenant-days' files' contents, so unchanged files (even touched)
+never run twice and a replaced one runs again.
 
 Folders the platform cannot run (a tenant that is unknown, suspended or not a
 valid id; a day folder that is not exactly `YYYY-MM-DD`, or before the first
@@ -270,8 +280,7 @@ def _look(
     recent = int((now - WATCH_IN_PLACE_SECONDS) * 1e9)
     watched = take_all | {_folder_of(relative) for relative in cursor.unsettled}
     watched |= {f.relative for f in listing.folders if f.mtime_ns >= recent}
-    present = {f.relative for f in listing.folders}
-    for relative in sorted(watched & present):
+    for relative in sorted(watched & listing.paths):
         look.scan(root, relative)
     resume = tuple(cursor.resume) if cursor.resume else None
     changed = sorted(
@@ -295,11 +304,16 @@ def _advance(cursor: LandingCursor, listing: FolderListing, look: Look, started_
     if look.cut_short:
         return
     cursor.resume = None
-    cursor.seen_ns = max(cursor.seen_ns, started_ns - CLOCK_SLACK_NS)
-    observed = {f.relative: f.ctime_ns for f in listing.folders}
-    observed.update({f.relative: f.ctime_ns for f in look.files})
-    above = {k: v for k, v in cursor.above.items() if v > cursor.seen_ns and k not in observed}
-    above.update({k: v for k, v in observed.items() if v > cursor.seen_ns})
+    seen = cursor.seen_ns = max(cursor.seen_ns, started_ns - CLOCK_SLACK_NS)
+    files = look.files
+    scanned = {f.relative for f in files}
+    above = {
+        k: v
+        for k, v in cursor.above.items()
+        if v > seen and k not in listing.paths and k not in scanned
+    }
+    above.update({f.relative: f.ctime_ns for f in listing.folders if f.ctime_ns > seen})
+    above.update({f.relative: f.ctime_ns for f in files if f.ctime_ns > seen})
     cursor.above = above
 
 
@@ -310,7 +324,6 @@ def _newly_refused(
     remembers the paths refused now (one that goes and comes back is new again): all
     tenant and day entries, the files of the folders scanned, and the files remembered
     in the folders not scanned."""
-    present = {f.relative for f in listing.folders}
     found = sorted(
         [*listing.refused, *(r for scan in look.scans.values() for r in scan.refused)],
         key=lambda r: r.relative,
@@ -321,7 +334,7 @@ def _newly_refused(
         relative: reason
         for relative, reason in cursor.refused.items()
         if relative.count("/") == 2
-        and _folder_of(relative) in present
+        and _folder_of(relative) in listing.paths
         and _folder_of(relative) not in look.scans
     }
     cursor.refused = {**kept, **{r.relative: r.reason for r in found}}
@@ -458,8 +471,7 @@ def evaluate_landing(
     statuses = {t.tenant_id: t.status for t in list_tenants(postgres)}
     days = partitioned_days(dt.datetime.fromtimestamp(now, dt.timezone.utc))
     listing = list_day_folders(root) if root.is_dir() else FolderListing([], [])
-    present = {f.relative for f in listing.folders}
-    take_all = _unblocked_folders(cursor, statuses, days, present)
+    take_all = _unblocked_folders(cursor, statuses, days, listing.paths)
     take_all |= _ended_day_folders(cursor, listing, days)
     look = _look(root, listing, cursor, take_all, now)
     refused = _newly_refused(postgres, listing, look, cursor)

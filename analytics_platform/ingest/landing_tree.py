@@ -161,18 +161,23 @@ def _scan_files(root: Path, relative_folder: str, scan: LandingScan) -> None:
 
 
 def _scan_folders(root: Path, relative_parent: str | None, refused: list[Refusal]) -> list[Folder]:
-    """The real sub-folders of a folder; symlinks and the like refused."""
+    """The real sub-folders of a folder, in no particular order; symlinks and the like
+    refused. One `lstat` per folder: at 400,000 day folders this is a tick's main cost."""
     folders = []
-    for entry in _entries(root / relative_parent if relative_parent else root):
-        if _ignored(entry.name):
-            continue
-        relative = f"{relative_parent}/{entry.name}" if relative_parent else entry.name
-        info = entry.stat(follow_symlinks=False)
-        reason = _refusal_reason(info.st_mode)
-        if reason is not None:
-            refused.append(Refusal(relative, reason))
-        elif stat.S_ISDIR(info.st_mode):
-            folders.append(Folder(relative, info.st_ctime_ns, info.st_mtime_ns))
+    prefix = f"{relative_parent}/" if relative_parent else ""
+    try:
+        listing = os.scandir(root / relative_parent if relative_parent else root)
+    except (FileNotFoundError, NotADirectoryError):
+        return folders
+    with listing:
+        for entry in listing:
+            if _ignored(entry.name):
+                continue
+            info = entry.stat(follow_symlinks=False)
+            if stat.S_ISDIR(info.st_mode):
+                folders.append(Folder(prefix + entry.name, info.st_ctime_ns, info.st_mtime_ns))
+            elif (reason := _refusal_reason(info.st_mode)) is not None:
+                refused.append(Refusal(prefix + entry.name, reason))
     return folders
 
 

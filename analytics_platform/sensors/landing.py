@@ -77,8 +77,9 @@ from analytics_platform.tenants.store_binding import check_store_binding
 
 LAYER = "landing_file_sensor"
 # Scanning changed folders is a tick's cost when many changed (the first tick, or after a
-# reset cursor: every folder is new): stop after this long and go on at the next tick.
-TICK_BUDGET_SECONDS = 30.0
+# reset cursor: every folder is new): stop after this long and go on at the next tick,
+# well within the 60 s Dagster gives a sensor evaluation (the listing comes on top).
+TICK_BUDGET_SECONDS = 20.0
 # A file rewritten in place changes no folder, so files are also looked at while their
 # folder's mtime is this recent (a writer appending to a file it created, say).
 WATCH_IN_PLACE_SECONDS = 86_400

@@ -171,13 +171,14 @@ def _scan_folders(root: Path, relative_parent: str | None, refused: list[Refusal
         return folders
     with listing:
         for entry in listing:
-            if _ignored(entry.name):
+            name = entry.name
+            if name[0] == "." or name[-4:].lower() == ".tmp":  # _ignored, inlined: per folder
                 continue
             info = entry.stat(follow_symlinks=False)
             if stat.S_ISDIR(info.st_mode):
-                folders.append(Folder(prefix + entry.name, info.st_ctime_ns, info.st_mtime_ns))
+                folders.append(Folder(prefix + name, info.st_ctime_ns, info.st_mtime_ns))
             elif (reason := _refusal_reason(info.st_mode)) is not None:
-                refused.append(Refusal(prefix + entry.name, reason))
+                refused.append(Refusal(prefix + name, reason))
     return folders
 
 

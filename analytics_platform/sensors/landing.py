@@ -260,7 +260,7 @@ def _ended_day_folders(
 ) -> set[str]:
     """The folders of the days that ended since the last tick: their files waited unreported."""
     last = days[1]
-    if cursor.last_day is None or last is None:
+    if cursor.last_day is None or last is None or last <= dt.date.fromisoformat(cursor.last_day):
         return set()
     since = dt.date.fromisoformat(cursor.last_day)
     return {

@@ -507,12 +507,14 @@ def evaluate_landing(
     job=tenant_day_pipeline,
     # A renamed file is taken at its second sighting (size and mtime unchanged), so two
     # intervals are most of the landing -> run latency (10-25 s at 10 s, measured in
-    # benchmarks/latency.py); a quiet tick is one listing and one indexed query.
+    # benchmarks/latency.py); a quiet tick is one listing of the day folders and one
+    # indexed query (benchmarks/scale_sensor.py).
     minimum_interval_seconds=5,
     default_status=DefaultSensorStatus.RUNNING,
     description=(
-        "Starts a `tenant_day_pipeline` run for each tenant-day with a new or changed file "
-        "under `LANDING_DIR/<tenant>/<YYYY-MM-DD>/`."
+        "Starts `tenant_day_pipeline` runs for the tenant-days with a new or changed file "
+        "under `LANDING_DIR/<tenant>/<YYYY-MM-DD>/`: a day's tenants together, up to "
+        "`LANDING_RUN_MAX_TENANTS` a run."
     ),
 )
 def landing_file_sensor(

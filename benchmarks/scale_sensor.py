@@ -222,6 +222,9 @@ def measure_size(impls, root, tenants, days, now) -> dict:
 
 def measure(args) -> dict:
     os.environ["PLATFORM_START_DATE"] = START_DATE
+    commit = subprocess.run(  # the code measured, whatever is committed while it runs
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
 
     sizes = [int(n) for n in args.tenants.split(",") if n]
     rows = measure_ticks(args, sizes) if sizes else []
@@ -232,9 +235,8 @@ def measure(args) -> dict:
         "daily_runs": runs,
         "events_per_tenant": args.events,
         "before_commit": BEFORE_COMMIT,
-        "after_commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip(),
+        "after_commit": commit,
+        "runs_commit": commit,
         "cpus": os.cpu_count(),
         "loadavg_end": os.getloadavg(),
     }
@@ -385,7 +387,8 @@ def report(measured: dict) -> str:
         f"`before` = main at {measured['before_commit']} (main's sensor module, loaded from "
         f"git), `after` = this branch at {measured['after_commit']}. Target: <= 5 s at "
         f"1,000 x 400. {measured['cpus']} cores shared with other jobs (1-min load average "
-        "in brackets): contaminated figures.",
+        "in brackets): contaminated figures; main's were measured when the machine was "
+        "quieter than for this branch's.",
         "",
         "| tenants x days | files | code | quiet tick | arrival tick | runs requested | "
         "cursor bytes (quiet / arrival) | first tick(s) from an empty cursor |",
@@ -409,7 +412,8 @@ def report(measured: dict) -> str:
             "",
             "### The daily run: one file per tenant for yesterday, through serving",
             "",
-            f"{measured['events_per_tenant']:,} events per tenant. The sensor's tick, then "
+            f"{measured['events_per_tenant']:,} events per tenant, code at "
+            f"{measured.get('runs_commit', measured['after_commit'])}. The sensor's tick, then "
             "each run it requests executed in-process (`execute_in_process`, one after "
             "another) on a Postgres-backed instance (the project's dagster.yaml): raw, dbt "
             "staging and marts, checks, ClickHouse (chDB). Not launched by the daemon: "
@@ -448,9 +452,10 @@ def main() -> None:
     measured = measure(args)
     if RESULTS.exists():  # a part not measured now (`--tenants ""`, `--runs ""`) is kept
         earlier = json.loads(RESULTS.read_text())
-        for part in ("rows", "daily_runs"):
+        for part, commit in (("rows", "after_commit"), ("daily_runs", "runs_commit")):
             if not measured[part] and earlier.get(part):
                 measured[part] = earlier[part]
+                measured[commit] = earlier.get(commit, earlier["after_commit"])
     if "before" not in args.impl and BEFORE_RESULTS.exists():
         measured["before_recorded"] = json.loads(BEFORE_RESULTS.read_text())
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

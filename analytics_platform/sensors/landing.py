@@ -86,7 +86,7 @@ WATCH_IN_PLACE_SECONDS = 86_400
 # What changes this close to a tick's start may still be landing while the tick lists
 # (and file systems stamp coarsely): it is looked at again at the next tick.
 CLOCK_SLACK_NS = 2_000_000_000
-# How many tenants a run of several covers (a tag on it: the alert and UI read the range).
+# The tag saying how many tenants a run of several covers (its range tags name the ends).
 TENANTS_TAG = "landing/tenants"
 
 

@@ -15,6 +15,7 @@ installed or started by hand:
 | `LANDING_TIMESTAMP_TOLERANCE_MINUTES` | `0`: the landing loader's and checks' tolerance |
 | `COLLECTOR_*`     | the event collector's limits (`collector_settings`)       |
 | `KEY_CACHE_SECONDS` | `5`: how long a service trusts a key's cached state (revocation delay) |
+| `LANDING_RUN_MAX_TENANTS` | `50`: tenants one landing-sensor run covers |
 
 The Dagster definitions read these through `dagster.EnvVar`; `stack.py` fills
 in the defaults before Dagster starts.
@@ -32,6 +33,8 @@ CHDB_SCHEME = "chdb://"
 DEFAULT_START_DATE = "2026-01-01"
 DEFAULT_FRESHNESS_CRON = "15 * * * *"
 DEFAULT_KEY_CACHE_SECONDS = 5.0
+# Measured in benchmarks/scale_sensor.py (BENCHMARKS.md, scale-sensor).
+DEFAULT_LANDING_RUN_MAX_TENANTS = 50
 
 
 class SettingsError(ValueError):
@@ -111,6 +114,29 @@ def key_cache_seconds(environ: Mapping[str, str] | None = None) -> float:
             f"KEY_CACHE_SECONDS={value!r}: use a number of seconds from 0 to 3600 (default 5)"
         )
     return seconds
+
+
+def landing_run_max_tenants(environ: Mapping[str, str] | None = None) -> int:
+    """`LANDING_RUN_MAX_TENANTS`: how many tenants' files of one day one landing run loads.
+
+    Files landing for many tenants on the same day start one run per this many
+    tenants (contiguous in registration order), not one each: a run's start (a process,
+    dbt invocations, serving) costs seconds, so a thousand runs a day cannot finish on
+    a small machine. A bad tenant's data fails its run; `split_failed_runs` then retries
+    it in halves, so the others are built after about log2(this) more runs. 1 starts one
+    run per tenant-day, as before.
+    """
+    value = (os.environ if environ is None else environ).get("LANDING_RUN_MAX_TENANTS", "")
+    try:
+        tenants = int(value) if value else DEFAULT_LANDING_RUN_MAX_TENANTS
+    except ValueError:
+        tenants = 0
+    if not 1 <= tenants <= 10_000:
+        raise SettingsError(
+            f"LANDING_RUN_MAX_TENANTS={value!r}: use a whole number from 1 to 10000 "
+            f"(default {DEFAULT_LANDING_RUN_MAX_TENANTS})"
+        )
+    return tenants
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,13 @@ import pytest
 import requests
 
 from analytics_platform.demo.collector_feed import collector_process
-from analytics_platform.partitions import range_tags
+from analytics_platform.partitions import TenantDay, range_tags
 from analytics_platform.resources.landing import LandingZoneResource
 from analytics_platform.sensors.landing import LandingCursor, evaluate_landing
 from analytics_platform.tenants.keys import create_key
 from analytics_platform.tenants.registry import register_tenant, transition
 from analytics_platform_tests.events import tracker_event
+from analytics_platform_tests.test_landing_sensor import covered
 from analytics_platform_tests.test_pipeline import run_pipeline, serving_rows
 
 DAYS = [dt.date(2026, 11, 9), dt.date(2026, 11, 10)]
@@ -97,10 +98,12 @@ def test_posted_events_reach_each_tenants_clickhouse_counted_once_with_receive_t
     assert list(landing_dir.rglob("*.tmp")) == []
 
     tick = evaluate_landing(landing, postgres, set(), cursor, time.time() + 1)
-    requested = sorted(r.partition_key for r in tick.run_requests)
-    assert requested == sorted(f"{day}|{t}" for t in (first, second) for day in DAYS)
     (add,) = tick.dynamic_partitions_requests
     assert sorted(add.partition_keys) == sorted([first, second])
+    # One run per day, covering both tenants (a range over the partitions it adds).
+    assert [covered(r, list(add.partition_keys)) for r in tick.run_requests] == [
+        [TenantDay(t, day) for t in add.partition_keys] for day in DAYS
+    ]
     instance.add_dynamic_partitions("tenants", list(add.partition_keys))
 
     # One run for all four tenant-days (a range spans partitions in the order added).

@@ -196,6 +196,58 @@ def test_a_failed_run_over_several_tenants_is_split_until_the_bad_one_fails_alon
     assert [t for t in tenants if staged_days(postgres, t) == [DAY]] == [tenants[0], tenants[2]]
 
 
+def test_a_landing_run_of_several_tenants_loads_each_and_a_bad_one_ends_alone(
+    platform_env, postgres, landing_dir, instance, registered, resources
+):
+    """The landing sensor starts one run for a day's files of several tenants: raw loads
+    every tenant's rows and quarantines a bad line under its own tenant; a tenant whose
+    data fails a check fails that run, and the split sensor's halves build all the others."""
+    from analytics_platform_tests.test_landing_sensor import Harness, covered, requests
+
+    tenants = registered(3)
+    with postgres.transaction() as conn:
+        for tenant in tenants:
+            conn.execute(
+                "INSERT INTO platform.tenants (tenant_id, display_name, status) "
+                "VALUES (%s, %s, 'active')",
+                (tenant, tenant),
+            )
+    for tenant in tenants:
+        land_day(landing_dir, tenant, DAY)
+    write_lines(day_file(landing_dir, tenants[2], DAY, "broken.jsonl"), ["{not json"])
+    bad = tenants[1]
+    poison_day(postgres, bad, DAY)
+    harness = Harness(landing_dir, postgres)
+    harness.partitions = instance.get_dynamic_partitions(tenants_partitions.name)
+    (request,) = requests(harness.tick())
+    assert covered(request, tenants) == [TenantDay(t, DAY) for t in tenants]
+
+    first = run_request([request], instance, resources)
+    assert not first.success and not check_passed(first, STAGING_REVENUE)
+    with postgres.connect() as conn:
+        loaded = conn.execute(
+            "SELECT tenant_id, count(*) FROM raw.file_events WHERE tenant_id = ANY(%s) "
+            "GROUP BY 1 ORDER BY 1",
+            (tenants,),
+        ).fetchall()
+        records = conn.execute(
+            "SELECT tenant_id, partition_date, source, reason FROM platform.quarantine "
+            "WHERE layer = 'raw_file_events' AND tenant_id = ANY(%s)",
+            (tenants,),
+        ).fetchall()
+    assert loaded == sorted((t, 3) for t in tenants)
+    assert records == [(tenants[2], DAY, f"{tenants[2]}/{DAY}/broken.jsonl", "invalid_json")]
+
+    cursor = None
+    for _ in range(3):  # halves, then quarters: log2(3) rounds at most
+        halves, cursor, _ = evaluate_failed_runs(instance, cursor)
+        for half in halves:
+            run_request([half], instance, resources)
+    assert evaluate_failed_runs(instance, cursor)[0] == []
+    assert [t for t in tenants if staged_days(postgres, t) == [DAY]] == [tenants[0], tenants[2]]
+    assert staged_days(postgres, bad) == []
+
+
 def test_a_run_is_halved_by_tenant_first_then_by_day():
     d = dt.date(2026, 3, 1)
     rect = Rectangle(("a1", "b2", "c3"), d, d + dt.timedelta(days=4))

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import time
 
 import pytest
 from dagster import SensorResult, SkipReason, build_sensor_context
 
-from analytics_platform.partitions import PLATFORM_START_DATE
+from analytics_platform.partitions import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    PLATFORM_START_DATE,
+    TenantDay,
+    parse_tenant_day,
+)
 from analytics_platform.resources.landing import LandingZoneResource
 from analytics_platform.sensors.landing import LandingCursor, evaluate_landing, landing_file_sensor
 from analytics_platform_tests.events import day_file, tracker_event, write_lines
@@ -52,7 +59,7 @@ class Harness:
         self.landing = LandingZoneResource(root=str(landing_dir), settle_seconds=settle_seconds)
         self.postgres = postgres
         self.cursor = LandingCursor()
-        self.partitions: set[str] = set()
+        self.partitions: list[str] = []  # the `tenants` partitions, in the order added
 
     def tick(self, now=None):
         result = evaluate_landing(
@@ -64,6 +71,18 @@ class Harness:
 
 def requests(result) -> list:
     return result.run_requests if isinstance(result, SensorResult) else []
+
+
+def covered(request, registered: list[str]) -> list[TenantDay]:
+    """The tenant-days a run request covers: its partition, or every tenant of its range
+    in registration order (`registered`, as a partition range spans them)."""
+    if request.partition_key is not None:
+        return [parse_tenant_day(request.partition_key)]
+    start = parse_tenant_day(request.tags[ASSET_PARTITION_RANGE_START_TAG])
+    end = parse_tenant_day(request.tags[ASSET_PARTITION_RANGE_END_TAG])
+    assert start.date == end.date, "a landing run covers one day"
+    tenants = registered[registered.index(start.tenant) : registered.index(end.tenant) + 1]
+    return [TenantDay(tenant, start.date) for tenant in tenants]
 
 
 def quarantined(postgres, source_like):
@@ -258,3 +277,95 @@ def test_the_requested_run_loads_every_file_of_the_day_idempotently(
     # Loaded as they are now: a sensor starting from scratch (a reset cursor, or `dev`
     # after `make demo`) runs nothing for them.
     assert not requests(Harness(landing_dir, postgres).tick())
+
+
+def test_a_file_moved_in_with_an_old_mtime_still_runs(landing_dir, postgres, tenants, tmp_path):
+    """`mv` keeps a file's mtime, and `rsync -t` or `cp -p` a folder's too: the sensor goes by
+    ctimes, which only the kernel sets, so files older than everything seen still run."""
+    tenant = tenants["active"]
+    harness = Harness(landing_dir, postgres)
+    landed(landing_dir, tenant, mtime=time.time_ns() - 60_000_000_000)
+    assert len(requests(harness.tick())) == 1
+    week_ago = time.time_ns() - 7 * 86_400 * 1_000_000_000
+    earlier = DAY - dt.timedelta(days=1)
+    for day in (DAY, earlier):  # into the folder already seen, and into a new one
+        written = write_lines(
+            tmp_path / "outside" / f"{day}.jsonl", [tracker_event("m1", "v1", f"{day}T10:00:00Z")]
+        )
+        os.utime(written, ns=(week_ago, week_ago))
+        folder = landing_dir / tenant / str(day)
+        folder.mkdir(exist_ok=True)
+        written.rename(folder / "moved.jsonl")
+        os.utime(folder, ns=(week_ago, week_ago))
+    moved = requests(harness.tick())
+    assert sorted(r.partition_key for r in moved) == [f"{earlier}|{tenant}", f"{DAY}|{tenant}"]
+    assert not requests(harness.tick())
+
+
+def test_a_days_files_of_several_tenants_run_together_in_registration_order(
+    landing_dir, postgres, new_tenant, monkeypatch
+):
+    tenants = [new_tenant("group") for _ in range(5)]
+    with postgres.transaction() as conn:
+        for tenant in tenants:
+            conn.execute(
+                "INSERT INTO platform.tenants (tenant_id, display_name, status) "
+                "VALUES (%s, %s, 'active')",
+                (tenant, tenant),
+            )
+    registered = [tenants[i] for i in (3, 0, 4, 1, 2)]  # not the ids' order
+    monkeypatch.setenv("LANDING_RUN_MAX_TENANTS", "2")
+    other_day = DAY + dt.timedelta(days=1)
+    for tenant in tenants:
+        landed(landing_dir, tenant, day=other_day)
+        if tenant != registered[2]:  # a gap in DAY's tenants
+            landed(landing_dir, tenant)
+    harness = Harness(landing_dir, postgres)
+    harness.partitions = registered
+    runs = requests(harness.tick())
+    # At most two tenants a run, never spanning a tenant that has nothing to run.
+    assert [covered(r, registered) for r in runs] == [
+        [TenantDay(t, DAY) for t in registered[0:2]],
+        [TenantDay(t, DAY) for t in registered[3:5]],
+        [TenantDay(t, other_day) for t in registered[0:2]],
+        [TenantDay(t, other_day) for t in registered[2:4]],
+        [TenantDay(registered[4], other_day)],
+    ]
+    assert runs[4].partition_key == f"{other_day}|{registered[4]}"  # one tenant: a plain run
+    assert runs[0].tags["landing/tenants"] == "2" and "tenant" not in runs[0].tags
+
+    # The key is a digest of the contents: the same files give the same keys (a reset cursor
+    # starts nothing new), one tenant's changed file changes its run's key only.
+    fresh = Harness(landing_dir, postgres)
+    fresh.partitions = registered
+    assert [r.run_key for r in requests(fresh.tick())] == [r.run_key for r in runs]
+    landed(landing_dir, registered[1], events=("e1", "e2"))
+    again = Harness(landing_dir, postgres)
+    again.partitions = registered
+    changed = [r.run_key for r in requests(again.tick())]
+    assert changed[0] != runs[0].run_key and changed[1:] == [r.run_key for r in runs[1:]]
+    assert [covered(r, registered) for r in requests(harness.tick())] == [
+        [TenantDay(registered[1], DAY)]  # the running sensor: only what changed
+    ]
+
+
+def test_a_cursor_of_the_earlier_version_keeps_its_reports_and_rescans(
+    landing_dir, postgres, tenants, new_tenant
+):
+    tenant, stranger = tenants["active"], new_tenant("stranger")
+    landed(landing_dir, tenant)
+    landed(landing_dir, stranger)
+    old = {
+        "mtime_ns": time.time_ns(),
+        "at_mtime": [],
+        "unsettled": {},
+        "blocked": {f"{stranger}/{DAY}/a.jsonl": "unknown_tenant"},
+        "refused": {},
+    }
+    harness = Harness(landing_dir, postgres)
+    harness.cursor = LandingCursor.load(json.dumps(old))
+    result = harness.tick()
+    # The watermark starts over, so the file below the old one runs; the blocked one is
+    # not reported again.
+    assert [r.partition_key for r in requests(result)] == [f"{DAY}|{tenant}"]
+    assert quarantined(postgres, f"{stranger}/%") == []

@@ -6,7 +6,11 @@ from __future__ import annotations
 import pytest
 from dagster import ScheduleDefinition
 
-from analytics_platform.settings import SettingsError, tenant_freshness_cron
+from analytics_platform.settings import (
+    SettingsError,
+    landing_run_max_tenants,
+    tenant_freshness_cron,
+)
 
 # Worked out by hand from cron's five fields (minute hour day-of-month month weekday) and
 # Dagster's own extra rule: a day that February never has is refused.
@@ -41,3 +45,14 @@ def test_a_cron_dagster_refuses_is_refused_naming_the_variable(cron):
 def test_the_default_cron_is_used_when_unset_or_empty():
     assert tenant_freshness_cron({}) == "15 * * * *"
     assert tenant_freshness_cron({"TENANT_FRESHNESS_CRON": ""}) == "15 * * * *"
+
+
+def test_landing_runs_cover_fifty_tenants_unless_set():
+    assert landing_run_max_tenants({}) == 50
+    assert landing_run_max_tenants({"LANDING_RUN_MAX_TENANTS": "1"}) == 1
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "ten", "2.5", "10001"])
+def test_a_landing_run_size_that_is_no_count_of_tenants_is_refused(value):
+    with pytest.raises(SettingsError, match=f"LANDING_RUN_MAX_TENANTS={value!r}: use a whole"):
+        landing_run_max_tenants({"LANDING_RUN_MAX_TENANTS": value})

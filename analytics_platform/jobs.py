@@ -36,10 +36,9 @@ tenant_day_pipeline = define_asset_job(
     run_tags={PIPELINE_RUN_TAG: "true"},
 )
 
-# The layers below raw for the chosen tenant-days, from what raw holds now. Automation
-# rebuilds only the newest days by itself (automation.py); this job does it for any day:
-# `replayed_days_sensor` starts it after a quarantine replay, and an operator launches it
-# after changing raw outside the pipeline jobs (a hand-made fix, a partial backfill).
+# The layers below raw for the chosen tenant-days, from what raw holds now:
+# `replayed_days_sensor` starts it after a quarantine replay, and an operator can launch
+# it after changing raw outside the pipeline jobs (a hand-made fix, a partial backfill).
 rebuild_tenant_days = define_asset_job(
     name="rebuild_tenant_days",
     selection=(

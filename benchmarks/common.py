@@ -160,3 +160,28 @@ def run_and_report(work: Path, results: Path, run, args, write_report) -> None:
     results.write_text(json.dumps(measured, indent=2) + "\n")
     write_report(measured)
     print(json.dumps(measured, indent=2))
+
+
+RECORDS = ("before", "after")  # a before/after benchmark's row sets, in report order
+
+
+def replace_record(results_path: Path, record: str, measured: dict) -> dict:
+    """Store `measured` as the results file's `record` row set, keeping the other; all."""
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    results[record] = measured
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    results_path.write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def record_lines(results: dict) -> list[str]:
+    """One line per row set: where and when it was measured, and the machine's load."""
+    lines = []
+    for record in RECORDS:
+        if measured := results.get(record):
+            load = " ".join(f"{x:.2f}" for x in measured["load_average_before"])
+            lines.append(
+                f"- {record}: {measured['machine']}; load average before the run {load}; "
+                f"measured {measured['measured_at']}."
+            )
+    return lines

@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common import fresh_database, write_section  # noqa: E402
+from common import RECORDS, fresh_database, record_lines, replace_record, write_section  # noqa: E402
 
 DAYS = 400
 # Set before the platform is imported: the partitions are built from it at import.
@@ -136,7 +136,7 @@ def report(results: dict) -> str:
         "quiet tick (s) | requested |",
         "|---|---|---|---|---|---|---|",
     ]
-    for record in ("before", "after"):
+    for record in RECORDS:
         measured = results.get(record)
         for row in measured["rows"] if measured else []:
             lines.append(
@@ -145,15 +145,7 @@ def report(results: dict) -> str:
                 f"{row['updated_tick_s']} | {row['quiet_tick_s']} | "
                 f"{row['requested_after_update']:,} |"
             )
-    lines.append("")
-    for record in ("before", "after"):
-        if measured := results.get(record):
-            load = " ".join(f"{x:.2f}" for x in measured["load_average_before"])
-            lines.append(
-                f"- {record}: {measured['machine']}; load average before the run {load}; "
-                f"measured {measured['measured_at']}."
-            )
-    return "\n".join(lines)
+    return "\n".join([*lines, "", *record_lines(results)])
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -180,11 +172,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results[args.record] = measure(args)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    write_section("scale-automation", report(results))
+    write_section("scale-automation", report(replace_record(RESULTS, args.record, measure(args))))
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ DAYS = 400
 # Set before the platform is imported: the partitions are built from it at import.
 os.environ["PLATFORM_START_DATE"] = (dt.date.today() - dt.timedelta(days=DAYS)).isoformat()
 
-from common import fresh_database, write_section  # noqa: E402
+from common import RECORDS, fresh_database, record_lines, replace_record, write_section  # noqa: E402
 
 WORK = ROOT / "benchmarks" / ".work" / "scale_ui"
 RESULTS = ROOT / "benchmarks" / "results" / "scale_ui.json"
@@ -265,7 +265,7 @@ def report(results: dict) -> str:
         "| code | tenants | partitions | query | cold (s) | warm median (s) |",
         "|---|---|---|---|---|---|",
     ]
-    for record in ("before", "after"):
+    for record in RECORDS:
         measured = results.get(record)
         for row in measured["rows"] if measured else []:
             for label, timing in row["queries"].items():
@@ -280,15 +280,7 @@ def report(results: dict) -> str:
                 f"{row['last_day_group_by_s']} s, per-tenant lookups "
                 f"{row['last_day_per_tenant_s']} s) | {row['tenants_list_s']} | |"
             )
-    lines.append("")
-    for record in ("before", "after"):
-        if measured := results.get(record):
-            load = " ".join(f"{x:.2f}" for x in measured["load_average_before"])
-            lines.append(
-                f"- {record}: {measured['machine']}; load average before the run {load}; "
-                f"measured {measured['measured_at']}."
-            )
-    return "\n".join(lines)
+    return "\n".join([*lines, "", *record_lines(results)])
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -310,11 +302,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results[args.record] = measure(args)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    write_section("scale-ui", report(results))
+    write_section("scale-ui", report(replace_record(RESULTS, args.record, measure(args))))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 """`replayed_days_sensor`: after a quarantine replay, rebuild the layers below raw for its days.
 
-A replay (`reprocess_quarantine`) moves rows into raw for any day of a tenant's
-history, often months back, while automation watches only the newest days
-(automation.py). So when a replay run succeeds, this sensor reads which
-tenant-days it changed (its raw_file_events materializations) and starts
-`rebuild_tenant_days` for them: one run per tenant and stretch of consecutive
-days, as one ranged run rebuilds a stretch in one statement per model.
+A replay (`reprocess_quarantine`) moves rows into raw for any days of a tenant's
+history, often a long stretch months back. Left to automation, they would be
+rebuilt one run per date; so replay runs carry the pipeline tag (automation
+ignores their updates), and when one succeeds this sensor reads which tenant-days
+it changed (its raw_file_events materializations) and starts `rebuild_tenant_days`
+for them: one run per tenant and stretch of consecutive days, since one ranged run
+rebuilds a stretch in one statement per model.
 """
 
 from __future__ import annotations

@@ -6,8 +6,10 @@ Used by the CLI (immediately, in-process) and by the Dagster jobs in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import psycopg
 from dagster import DagsterInstance
 from psycopg import sql
 
@@ -30,6 +32,18 @@ from analytics_platform.tenants.store_binding import check_store_binding
 # API keys stay (the keys revoked, so the audit's key ids keep their meaning).
 TENANT_SCHEMAS = ("raw", "staging", "marts", "platform")
 KEPT_TABLES = ("platform.tenants", "platform.tenant_audit", "platform.tenant_keys")
+
+
+def tenant_tables(conn: psycopg.Connection, schemas: Sequence[str] = TENANT_SCHEMAS) -> list[str]:
+    """Every table in `schemas` with a tenant_id column, as `schema.table`, sorted."""
+    rows = conn.execute(
+        "SELECT table_schema || '.' || table_name FROM information_schema.columns "
+        "JOIN information_schema.tables USING (table_schema, table_name) "
+        "WHERE column_name = 'tenant_id' AND table_type = 'BASE TABLE' "
+        "AND table_schema = ANY(%s) ORDER BY 1",
+        (list(schemas),),
+    ).fetchall()
+    return [table for (table,) in rows]
 
 
 def _migrate_and_activate(
@@ -148,14 +162,7 @@ def deprovision_tenant(
     deleted: dict[str, int] = {}
     with postgres.transaction() as conn:
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"migrate|{tenant_id}",))
-        tables = conn.execute(
-            "SELECT table_schema || '.' || table_name FROM information_schema.columns "
-            "JOIN information_schema.tables USING (table_schema, table_name) "
-            "WHERE column_name = 'tenant_id' AND table_type = 'BASE TABLE' "
-            "AND table_schema = ANY(%s) ORDER BY 1",
-            (list(TENANT_SCHEMAS),),
-        ).fetchall()
-        for table in [t for (t,) in tables if t not in KEPT_TABLES]:
+        for table in [t for t in tenant_tables(conn) if t not in KEPT_TABLES]:
             cursor = conn.execute(
                 sql.SQL("DELETE FROM {} WHERE tenant_id = %s").format(
                     sql.Identifier(*table.split("."))

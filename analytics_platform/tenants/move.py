@@ -28,7 +28,11 @@ from analytics_platform.resources.clickhouse import ClickHouseResource
 from analytics_platform.resources.postgres import PostgresResource
 from analytics_platform.tenants.audit import record_audit
 from analytics_platform.tenants.ids import validate_tenant_id
-from analytics_platform.tenants.lifecycle import TENANT_SCHEMAS, provision_tenant, suspend_tenant
+from analytics_platform.tenants.lifecycle import (
+    provision_tenant,
+    suspend_tenant,
+    tenant_tables,
+)
 from analytics_platform.tenants.registry import TenantStateError, get_tenant
 from analytics_platform.tenants.store_binding import warehouse_id
 
@@ -39,6 +43,7 @@ NOT_MOVED = (
 )
 REGISTRY = "platform.tenants"  # first: the other platform tables reference it
 RAW_TABLES = ("raw.file_events", "raw.api_events")
+MOVED_SCHEMAS = ("platform", "raw")  # staging and marts are rebuilt on the target
 
 
 @dataclass(frozen=True)
@@ -55,54 +60,34 @@ class MoveRefused(RuntimeError):
 
 def moved_tables(conn: psycopg.Connection) -> list[str]:
     """Every tenant table that moves, the registry first (others reference it)."""
-    rows = conn.execute(
-        "SELECT table_schema || '.' || table_name FROM information_schema.columns "
-        "JOIN information_schema.tables USING (table_schema, table_name) "
-        "WHERE column_name = 'tenant_id' AND table_type = 'BASE TABLE' "
-        "AND table_schema = ANY(%s) AND table_schema NOT IN ('staging', 'marts') ORDER BY 1",
-        (list(TENANT_SCHEMAS),),
-    ).fetchall()
-    tables = [t for (t,) in rows if t not in NOT_MOVED and t != REGISTRY]
-    return [REGISTRY, *tables]
+    tables = tenant_tables(conn, MOVED_SCHEMAS)
+    return [REGISTRY, *(t for t in tables if t not in NOT_MOVED and t != REGISTRY)]
 
 
-def _copied_columns(conn: psycopg.Connection, table: str) -> list[str]:
-    """The table's columns but identity ones (the target numbers its own rows)."""
+def _columns(conn: psycopg.Connection, table: str) -> tuple[list[str], list[str]]:
+    """The table's copied columns and its identity columns (the target numbers its own)."""
     schema, name = table.split(".")
     rows = conn.execute(
-        "SELECT column_name FROM information_schema.columns "
-        "WHERE table_schema = %s AND table_name = %s AND is_identity = 'NO' "
-        "ORDER BY ordinal_position",
+        "SELECT column_name, is_identity = 'YES' FROM information_schema.columns "
+        "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
         (schema, name),
     ).fetchall()
-    return [column for (column,) in rows]
-
-
-def _order(conn: psycopg.Connection, table: str) -> sql.Composable:
-    """Identity columns keep the rows' order (the audit trail reads in that order)."""
-    schema, name = table.split(".")
-    identity = conn.execute(
-        "SELECT column_name FROM information_schema.columns "
-        "WHERE table_schema = %s AND table_name = %s AND is_identity = 'YES'",
-        (schema, name),
-    ).fetchall()
-    if not identity:
-        return sql.SQL("")
-    return sql.SQL(" ORDER BY {}").format(sql.Identifier(identity[0][0]))
+    return [c for c, identity in rows if not identity], [c for c, identity in rows if identity]
 
 
 def _copy_table(
     source: psycopg.Connection, target: psycopg.Connection, table: str, tenant: str
 ) -> int:
     """Stream the tenant's rows of `table` from source to target (binary COPY); rows copied."""
-    columns = sql.SQL(", ").join(map(sql.Identifier, _copied_columns(source, table)))
+    copied_columns, identity = _columns(source, table)
+    columns = sql.SQL(", ").join(map(sql.Identifier, copied_columns))
+    # Identity order keeps the rows' order (the audit trail reads in that order).
+    order = sql.SQL(" ORDER BY {}").format(sql.Identifier(identity[0])) if identity else sql.SQL("")
     name = sql.Identifier(*table.split("."))
     read = sql.SQL("COPY (SELECT {} FROM {} WHERE tenant_id = {}{}) TO STDOUT (FORMAT binary)")
     write = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)")
     with (
-        source.cursor().copy(
-            read.format(columns, name, sql.Literal(tenant), _order(source, table))
-        ) as out,
+        source.cursor().copy(read.format(columns, name, sql.Literal(tenant), order)) as out,
         target.cursor().copy(write.format(name, columns)) as into,
     ):
         for chunk in out:
@@ -147,16 +132,18 @@ def move_tenant(
     validate_tenant_id(tenant_id)
     source_pg, source_instance = source
     target_pg, target_clickhouse, target_instance = target
-    if warehouse_id(source_pg) == warehouse_id(target_pg):
+    source_id, target_id = warehouse_id(source_pg), warehouse_id(target_pg)
+    if source_id == target_id:
         raise MoveRefused("the source and the target are the same warehouse")
     with target_pg.connect() as conn:
         if conn.execute(
             "SELECT 1 FROM platform.tenants WHERE tenant_id = %s", (tenant_id,)
         ).fetchone():
             raise MoveRefused(f"the target warehouse already has a tenant {tenant_id!r}")
-    if get_tenant(source_pg, tenant_id).status == "active":
+    status = get_tenant(source_pg, tenant_id).status
+    if status == "active":
         suspend_tenant(source_pg, source_instance, tenant_id, actor=actor)
-    elif get_tenant(source_pg, tenant_id).status != "suspended":
+    elif status != "suspended":
         raise TenantStateError(f"tenant {tenant_id!r} is neither active nor suspended")
 
     rows: dict[str, int] = {}
@@ -172,11 +159,9 @@ def move_tenant(
             "WHERE tenant_id = %s",
             (tenant_id,),
         )
-        record_audit(
-            target_conn, tenant_id, "moved_in", actor, {"from_warehouse": warehouse_id(source_pg)}
-        )
+        record_audit(target_conn, tenant_id, "moved_in", actor, {"from_warehouse": source_id})
     with source_pg.transaction() as conn:
-        record_audit(conn, tenant_id, "moved_out", actor, {"to_warehouse": warehouse_id(target_pg)})
+        record_audit(conn, tenant_id, "moved_out", actor, {"to_warehouse": target_id})
     provision_tenant(target_pg, target_clickhouse, target_instance, tenant_id, actor=actor)
     moved = False
     if landing is not None and (landing[0] / tenant_id).is_dir():

@@ -37,10 +37,15 @@ PIPELINE_RUN_TAG = "analytics_platform/pipeline"
 # asset only when the run names an asset selection; a run of an asset job (the sensors',
 # the schedules', the launchpad's) names none. Without the tag test, an automation tick
 # that falls between two steps of a pipeline run rebuilds the marts it is about to build.
+#
+# The tag test reads the runs of every new materialization of each partition.
+# `executed_with_tags` would not do: it reads only the asset's latest materialization, so
+# every other tenant-day of a multi-tenant run or a replay counted as changed outside a
+# pipeline run and was rebuilt a second time.
 updated_outside_pipeline_runs = (
     AutomationCondition.newly_updated()
     & ~AutomationCondition.executed_with_root_target()
-    & ~AutomationCondition.executed_with_tags(tag_keys={PIPELINE_RUN_TAG})
+    & ~AutomationCondition.all_new_updates_have_run_tags(tag_keys={PIPELINE_RUN_TAG})
 ).with_label("updated outside a pipeline run")
 
 # since_last_handled() without its initial_evaluation() (see the module docstring).

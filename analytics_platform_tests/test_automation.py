@@ -10,9 +10,12 @@ from dagster import (
     AssetMaterialization,
     DagsterInstance,
     evaluate_automation_conditions,
+    job,
+    op,
     serialize_value,
 )
 
+from analytics_platform.automation import PIPELINE_RUN_TAG
 from analytics_platform.definitions import defs
 
 DOWNSTREAM = [
@@ -99,3 +102,57 @@ def test_the_automation_cursor_stays_small_as_tenants_and_days_grow():
         # With since_last_handled() it was 4.2 MB here (50 tenants x every day since
         # PLATFORM_START_DATE x 13 assets); now 84 kB, the same at 100 tenants.
         assert len(serialize_value(first.cursor)) < 200_000
+
+
+@op
+def report_raw_days(context) -> None:
+    """Raw rows of several tenant-days changed by one run, as a quarantine replay does."""
+    for key in context.op_config["partitions"]:
+        context.log_event(AssetMaterialization(asset_key="raw_file_events", partition=key))
+
+
+@job
+def raw_changing_job():
+    report_raw_days()
+
+
+def run_changing_raw(instance, partitions: list[str], tags: dict[str, str]) -> None:
+    config = {"ops": {"report_raw_days": {"config": {"partitions": partitions}}}}
+    assert raw_changing_job.execute_in_process(
+        run_config=config, instance=instance, tags=tags
+    ).success
+
+
+def test_a_pipeline_run_that_changed_several_tenant_days_wakes_automation_for_none():
+    """Every partition's own run decides, not only the asset's latest materialization
+    (Dagster's executed_with_tags reads that one alone: the other tenant-days of a
+    multi-tenant pipeline run or a replay used to be rebuilt a second time)."""
+    changed = ["2026-03-04|acme", "2026-03-04|globex", "2026-03-05|acme"]
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("tenants", ["acme", "globex"])
+        # A deployment's event log is never empty: a tick's window starts at its newest event.
+        run_changing_raw(instance, ["2026-03-01|acme"], {PIPELINE_RUN_TAG: "true"})
+        quiet = evaluate_automation_conditions(defs=defs, instance=instance)
+        run_changing_raw(instance, changed, {PIPELINE_RUN_TAG: "true"})
+        after = evaluate_automation_conditions(defs=defs, instance=instance, cursor=quiet.cursor)
+        assert after.total_requested == 0
+
+        # The same changes from an untagged run (a hand-made fix) rebuild all three.
+        run_changing_raw(instance, changed, {})
+        woken = evaluate_automation_conditions(defs=defs, instance=instance, cursor=after.cursor)
+        assert woken.get_requested_partitions(AssetKey("stg_events")) == set(changed)
+
+
+def test_a_partition_changed_by_both_kinds_of_run_since_the_last_tick_is_rebuilt():
+    """A pipeline run does not hide an outside change made to the same tenant-day."""
+    key = "2026-03-04|acme"
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("tenants", ["acme"])
+        run_changing_raw(instance, ["2026-03-01|acme"], {PIPELINE_RUN_TAG: "true"})
+        quiet = evaluate_automation_conditions(defs=defs, instance=instance)
+        instance.report_runless_asset_event(
+            AssetMaterialization(asset_key="raw_file_events", partition=key)
+        )
+        run_changing_raw(instance, [key], {PIPELINE_RUN_TAG: "true"})
+        woken = evaluate_automation_conditions(defs=defs, instance=instance, cursor=quiet.cursor)
+        assert woken.get_requested_partitions(AssetKey("stg_events")) == {key}

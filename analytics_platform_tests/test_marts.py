@@ -396,3 +396,26 @@ def test_an_event_delivered_again_the_next_day_is_staged_once(
             (tenant,),
         ).fetchall()
     assert staged == [("dup-1", D), ("n-1", NEXT)]
+
+
+def test_dim_visitors_keeps_its_column_lineage_once_int_visitor_days_exists(
+    landing_dir, resources, instance, new_tenant, monkeypatch
+):
+    """dim_visitors reads int_visitor_days without a ref once that table exists; its
+    lineage must still resolve (it used to be dropped whenever a process first fetched
+    it after some earlier build had created the table)."""
+    from analytics_platform.assets import dbt as dbt_assets
+
+    tenant = new_tenant("linv")
+    instance.add_dynamic_partitions("tenants", [tenant])
+    write_lines(day_file(landing_dir, tenant, D), [tracker_event("l1", "v1", at(D, "10:00:00"))])
+    build(tenant, D, resources, instance)  # int_visitor_days exists from here on
+    monkeypatch.setattr(dbt_assets, "_column_metadata", {})  # fetch lineage afresh
+    write_lines(
+        day_file(landing_dir, tenant, D, "more.jsonl"),
+        [tracker_event("l2", "v2", at(D, "11:00:00"))],
+    )
+    rebuilt = build(tenant, D, resources, instance)
+    lineage = column_lineage(rebuilt, "dim_visitors")
+    assert lineage["last_seen_at"] == {("fct_sessions", "session_end")}
+    assert lineage["visitor_id"] == {("fct_sessions", "visitor_id")}

@@ -87,7 +87,10 @@
   rebuilds, now (fct_sessions) and before the rebuild (int_visitor_days, built
   after dim_visitors, so still as the last build left it). A visitor whose
   sessions left a rebuilt day (a replaced file) is recomputed, or dropped.
-  int_visitor_days is looked up, not ref'd: a ref would build it first.
+  int_visitor_days is looked up, not ref'd: a ref would build it first. Its columns
+  are qualified because dagster-dbt's column lineage knows the schema of ref'd
+  relations only: an unqualified column of this one cannot be resolved, and the
+  model's whole lineage would be dropped.
 #}
 {% macro touched_visitors() -%}
     {%- set before = adapter.get_relation(this.database, this.schema, 'int_visitor_days') if execute else none -%}
@@ -95,8 +98,8 @@
     where {{ refreshed_slice('tenant_id', 'session_date') }}
     {%- if before is not none %}
     union
-    select tenant_id, visitor_id from {{ before }}
-    where {{ refreshed_slice('tenant_id', 'session_date') }}
+    select before_rebuild.tenant_id, before_rebuild.visitor_id from {{ before }} as before_rebuild
+    where {{ refreshed_slice('before_rebuild.tenant_id', 'before_rebuild.session_date') }}
     {%- endif %}
 {%- endmacro %}
 

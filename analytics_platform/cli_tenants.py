@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import click
 
@@ -245,6 +246,72 @@ def tenants_deprovision(tenant_id: str, confirm: str) -> None:
         f"tenant {tenant_id} is deprovisioned: dropped {report.database}; "
         f"rows deleted: {deleted or 'none'}"
     )
+
+
+@tenants.command("move")
+@click.argument("tenant_id")
+@click.option(
+    "--from-database-url",
+    required=True,
+    help="The warehouse of the tenant's shard now (that shard's DATABASE_URL).",
+)
+@click.option(
+    "--from-landing-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="That shard's LANDING_DIR: the tenant's folder moves too.",
+)
+@click.option(
+    "--rebuild/--no-rebuild",
+    default=True,
+    help="Rebuild staging, marts and serving here from the moved raw rows (default: yes).",
+)
+def tenants_move(
+    tenant_id: str, from_database_url: str, from_landing_dir: Path | None, rebuild: bool
+) -> None:
+    """Move TENANT_ID into this shard from another; suspend it on its shard first.
+
+    Run with this shard's settings (DATABASE_URL, CLICKHOUSE_URL, LANDING_DIR,
+    PLATFORM_SHARD): raw rows, quarantine, keys, sites, origins and audit are copied
+    in one transaction, the tenant is provisioned here, then rebuilt here.
+    """
+    import os
+
+    from analytics_platform.partitions import range_tags
+    from analytics_platform.resources.postgres import PostgresResource
+    from analytics_platform.tenants.move import MoveRefused, move_tenant
+
+    tenant_argument(tenant_id)
+    with platform_stores() as (postgres, clickhouse, instance):
+        landing = None
+        if from_landing_dir is not None:
+            landing = (from_landing_dir, Path(os.environ["LANDING_DIR"]))
+        try:
+            report = move_tenant(
+                tenant_id,
+                source=(PostgresResource(url=from_database_url), None),
+                target=(postgres, clickhouse, instance),
+                landing=landing,
+                actor=cli_actor(),
+            )
+        except MoveRefused as err:
+            raise click.ClickException(str(err)) from err
+        copied = ", ".join(f"{table} {n}" for table, n in report.rows.items() if n)
+        click.echo(f"tenant {tenant_id} moved here: rows copied: {copied or 'none'}")
+        if report.days is None or not rebuild:
+            return
+        from analytics_platform.definitions import defs
+
+        days = [report.days[0], report.days[1]]
+        result = defs.resolve_job_def("rebuild_tenant_days").execute_in_process(
+            instance=instance, tags=range_tags([tenant_id], days), raise_on_error=False
+        )
+        if not result.success:
+            raise click.ClickException(
+                f"the rebuild of {tenant_id} ({days[0]} to {days[1]}) failed: run "
+                f"{result.run_id}; its raw rows are here, launch `rebuild_tenant_days` again"
+            )
+        click.echo(f"rebuilt {days[0]} to {days[1]} here (run {result.run_id})")
 
 
 @tenants.command("bind-instance")

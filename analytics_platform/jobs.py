@@ -22,6 +22,7 @@ from analytics_platform.partitions import TenantDay
 from analytics_platform.resources.clickhouse import ClickHouseResource
 from analytics_platform.resources.landing import LandingZoneResource
 from analytics_platform.resources.postgres import PostgresResource
+from analytics_platform.shard import CLICKHOUSE_POOL, asset_key
 from analytics_platform.tenants import lifecycle
 from analytics_platform.tenants.migrations import migrate_tenant
 from analytics_platform.tenants.registry import list_tenants
@@ -31,7 +32,7 @@ from analytics_platform.tenants.registry import list_tenants
 # the modelling of the files that did land.
 tenant_day_pipeline = define_asset_job(
     name="tenant_day_pipeline",
-    selection=AssetSelection.assets("raw_file_events").downstream() - FRESHNESS_CHECKS,
+    selection=AssetSelection.assets(asset_key("raw_file_events")).downstream() - FRESHNESS_CHECKS,
     description="Load the tenant-days' landing files, then model and serve them.",
     run_tags={PIPELINE_RUN_TAG: "true"},
 )
@@ -64,7 +65,7 @@ def _actor(context: OpExecutionContext) -> str:
     return f"run:{context.run_id}"
 
 
-@op(pool="clickhouse", description="Create and migrate the tenant's ClickHouse database.")
+@op(pool=CLICKHOUSE_POOL, description="Create and migrate the tenant's ClickHouse database.")
 def provision_tenant_op(
     context: OpExecutionContext,
     config: TenantConfig,
@@ -86,7 +87,7 @@ def provision_tenant():
     provision_tenant_op()
 
 
-@op(pool="clickhouse", description="Apply pending ClickHouse migrations to every active tenant.")
+@op(pool=CLICKHOUSE_POOL, description="Apply pending ClickHouse migrations to every active tenant.")
 def migrate_active_tenants(
     context: OpExecutionContext,
     postgres: PostgresResource,
@@ -106,7 +107,7 @@ def migrate_tenants():
     migrate_active_tenants()
 
 
-@op(pool="clickhouse", description="Delete all of a tenant's data; keep its audit trail.")
+@op(pool=CLICKHOUSE_POOL, description="Delete all of a tenant's data; keep its audit trail.")
 def deprovision_tenant_op(
     context: OpExecutionContext,
     config: DeprovisionConfig,
@@ -159,7 +160,7 @@ def reprocess_quarantined_rows(
     for changed in sorted(report.days):
         context.log_event(
             AssetMaterialization(
-                asset_key="raw_file_events",
+                asset_key=asset_key("raw_file_events"),
                 partition=TenantDay(config.tenant_id, changed).partition_key,
                 description="rows replayed from platform.quarantine",
             )

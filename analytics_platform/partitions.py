@@ -19,6 +19,7 @@ from dagster import (
 )
 
 from analytics_platform.settings import platform_start_date
+from analytics_platform.shard import SHARD
 from analytics_platform.tenants.ids import validate_tenant_id
 
 PLATFORM_START_DATE = platform_start_date()
@@ -29,7 +30,8 @@ ASSET_PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
 ASSET_PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
 PARTITION_NAME_TAG = "dagster/partition"
 
-tenants_partitions = DynamicPartitionsDefinition(name="tenants")
+# One name per shard: dynamic partitions are per instance, and shards share one.
+tenants_partitions = DynamicPartitionsDefinition(name=f"tenants_{SHARD}" if SHARD else "tenants")
 daily_partitions = DailyPartitionsDefinition(start_date=PLATFORM_START_DATE, timezone="UTC")
 tenant_day = MultiPartitionsDefinition({"date": daily_partitions, "tenant": tenants_partitions})
 

@@ -16,12 +16,13 @@ from analytics_platform.automation import PIPELINE_RUN_TAG
 from analytics_platform.checks.freshness import FRESHNESS_CHECKS
 from analytics_platform.partitions import PLATFORM_START_DATE, TenantDay, tenants_partitions
 from analytics_platform.resources.postgres import PostgresResource
+from analytics_platform.shard import asset_key
 from analytics_platform.tenants.registry import Tenant, list_tenants
 
 # The API load and every layer below it, so yesterday's API events reach serving in one run.
 api_events_pipeline = define_asset_job(
     name="api_events_pipeline",
-    selection=AssetSelection.assets("raw_api_events").downstream() - FRESHNESS_CHECKS,
+    selection=AssetSelection.assets(asset_key("raw_api_events")).downstream() - FRESHNESS_CHECKS,
     description="Read the tenant-days' HTTP API exports, then model and serve them.",
     run_tags={PIPELINE_RUN_TAG: "true"},
 )

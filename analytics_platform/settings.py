@@ -16,6 +16,7 @@ installed or started by hand:
 | `COLLECTOR_*`     | the event collector's limits (`collector_settings`)       |
 | `KEY_CACHE_SECONDS` | `5`: how long a service trusts a key's cached state (revocation delay) |
 | `LANDING_RUN_MAX_TENANTS` | `50`: tenants one landing-sensor run covers |
+| `PLATFORM_SHARD`  | empty: the code location is the deployment's only tenant shard |
 
 The Dagster definitions read these through `dagster.EnvVar`; `stack.py` fills
 in the defaults before Dagster starts.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,6 +139,28 @@ def landing_run_max_tenants(environ: Mapping[str, str] | None = None) -> int:
             f"(default {DEFAULT_LANDING_RUN_MAX_TENANTS})"
         )
     return tenants
+
+
+SHARD_PATTERN = "[a-z][a-z0-9]{0,15}"
+
+
+def platform_shard(environ: Mapping[str, str] | None = None) -> str:
+    """`PLATFORM_SHARD`: this code location's tenant shard, empty when it is the only one.
+
+    Several shards are several code locations in one workspace and one Dagster
+    instance, each with its own warehouse, ClickHouse and landing zone. Dagster needs
+    an asset key to be unique in a workspace and a dynamic partitions name to be
+    unique in an instance, so a shard's assets are keyed under its name
+    (`eu1/stg_events`) and its tenants are the `tenants_eu1` partitions. Every
+    process of one shard must see the same value.
+    """
+    value = (os.environ if environ is None else environ).get("PLATFORM_SHARD", "")
+    if value and not re.fullmatch(SHARD_PATTERN, value):
+        raise SettingsError(
+            f"PLATFORM_SHARD={value!r}: use a lowercase letter then up to 15 lowercase "
+            f"letters or digits (e.g. eu1), or leave it empty for a single shard"
+        )
+    return value
 
 
 @dataclass(frozen=True)

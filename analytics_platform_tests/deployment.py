@@ -48,6 +48,8 @@ class Service:
     args: list[str]
     log: Path
     process: subprocess.Popen | None = None
+    env: dict[str, str] = field(default_factory=dict)  # on top of the deployment's
+    grpc_port: int | None = None  # a code server's
 
     def tail(self, lines: int = 30) -> str:
         if not self.log.exists():
@@ -58,25 +60,49 @@ class Service:
 
 @dataclass
 class Deployment:
-    """A running code server + webserver + daemon; see the module docstring."""
+    """A running code server (one per shard) + webserver + daemon; see the module docstring."""
 
     home: Path
     env: dict[str, str]
-    grpc_port: int = field(default_factory=free_port)
     web_port: int = field(default_factory=free_port)
     services: dict[str, Service] = field(default_factory=dict)
+    locations: list[str] = field(default_factory=list)
 
     # ------------------------------------------------------------------ set-up
 
     @classmethod
-    def prepare(cls, home: Path, settings: Mapping[str, str]) -> Deployment:
-        """DAGSTER_HOME with the project's dagster.yaml and a gRPC workspace file."""
+    def prepare(
+        cls,
+        home: Path,
+        settings: Mapping[str, str],
+        shards: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> Deployment:
+        """DAGSTER_HOME with the project's dagster.yaml and a gRPC workspace file.
+
+        `shards` (name -> that shard's own settings: warehouse, ClickHouse, landing)
+        makes one code server and code location per shard, all in one workspace and
+        one instance; without it, the single code location of workspace.docker.yaml.
+        """
         home.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
         deployment = cls(home=home, env={})
         workspace = yaml.safe_load((ROOT / "workspace.docker.yaml").read_text())
-        (server,) = [entry["grpc_server"] for entry in workspace["load_from"]]
-        server.update(host="127.0.0.1", port=deployment.grpc_port)
+        (template,) = [entry["grpc_server"] for entry in workspace["load_from"]]
+        code: dict[str, tuple[str, dict[str, str]]] = (
+            {"code": (LOCATION, {})}
+            if shards is None
+            else {
+                f"code-{name}": (f"{LOCATION}_{name}", {"PLATFORM_SHARD": name, **env})
+                for name, env in shards.items()
+            }
+        )
+        ports = {service: free_port() for service in code}
+        workspace["load_from"] = [
+            {"grpc_server": {**template, "host": "127.0.0.1", "port": ports[service],
+                             "location_name": location}}
+            for service, (location, _env) in code.items()
+        ]  # fmt: skip
+        deployment.locations = [location for location, _env in code.values()]
         (home / "workspace.yaml").write_text(yaml.safe_dump(workspace))
         (home / "artifacts").mkdir(exist_ok=True)
         deployment.env = {
@@ -92,12 +118,19 @@ class Deployment:
         # Beside DAGSTER_HOME, not in it: Dagster manages $DAGSTER_HOME/logs itself.
         logs = home.parent / f"{home.name}-process-logs"
         logs.mkdir(exist_ok=True)
+        for service, (location, env) in code.items():
+            deployment.services[service] = Service(
+                service,
+                [
+                    str(BIN / "dagster"), "code-server", "start",
+                    "-h", "127.0.0.1", "-p", str(ports[service]),
+                    "-m", "analytics_platform.definitions", "--location-name", location,
+                ],
+                logs / f"{service}.log",
+                env=env,
+                grpc_port=ports[service],
+            )  # fmt: skip
         for name, args in {
-            "code": [
-                str(BIN / "dagster"), "code-server", "start",
-                "-h", "127.0.0.1", "-p", str(deployment.grpc_port),
-                "-m", "analytics_platform.definitions", "--location-name", LOCATION,
-            ],
             "webserver": [
                 str(BIN / "dagster-webserver"),
                 "-h", "127.0.0.1", "-p", str(deployment.web_port), "-w", workspace_file,
@@ -110,7 +143,10 @@ class Deployment:
     def _spawn(self, service: Service, extra_env: Mapping[str, str] | None = None) -> None:
         # Its own process group: stopped with its children (run workers, dbt).
         service.process = start_process_group(
-            service.args, log=service.log, env={**self.env, **(extra_env or {})}, cwd=ROOT
+            service.args,
+            log=service.log,
+            env={**self.env, **service.env, **(extra_env or {})},
+            cwd=ROOT,
         )
 
     def start(self, timeout: float = 240, *, daemon: bool = True) -> None:
@@ -118,8 +154,10 @@ class Deployment:
 
         Without the daemon it is the UI alone (what benchmarks of the webserver need).
         """
-        self._spawn(self.services["code"])
-        self.wait_for_code_server(timeout)
+        for service in self.code_servers:
+            self._spawn(service)
+        for service in self.code_servers:
+            self.wait_for_code_server(timeout, service)
         self._start_webserver(timeout)
         if not daemon:
             return
@@ -158,9 +196,13 @@ class Deployment:
         self._spawn(self.services["code"])
         self.wait_for_code_server(timeout)
 
+    @property
+    def code_servers(self) -> list[Service]:
+        return [service for service in self.services.values() if service.grpc_port]
+
     def stop(self) -> None:
-        for name in ("daemon", "webserver", "code"):
-            self._terminate(self.services[name])
+        for service in [self.services["daemon"], self.services["webserver"], *self.code_servers]:
+            self._terminate(service)
 
     def _terminate(self, service: Service, grace: float = 20) -> None:
         if service.process is not None:
@@ -208,12 +250,14 @@ class Deployment:
                     + self.logs(60)
                 )
 
-    def wait_for_code_server(self, timeout: float) -> None:
+    def wait_for_code_server(self, timeout: float, service: Service | None = None) -> None:
+        port = (service or self.services["code"]).grpc_port
+
         def serving() -> bool:
             result = subprocess.run(
                 [
                     str(BIN / "dagster"), "api", "grpc-health-check",
-                    "-p", str(self.grpc_port), "-h", "127.0.0.1",
+                    "-p", str(port), "-h", "127.0.0.1",
                 ],
                 env=self.env, capture_output=True, timeout=30, check=False,
             )  # fmt: skip
@@ -244,13 +288,15 @@ class Deployment:
             "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus "
             "locationOrLoadError { __typename ... on PythonError { message } } } } } }"
         )
+        loaded_locations = set()
         for entry in data["workspaceOrError"]["locationEntries"]:
-            if entry["name"] == LOCATION and entry["loadStatus"] == "LOADED":
+            if entry["name"] in self.locations and entry["loadStatus"] == "LOADED":
                 loaded = entry["locationOrLoadError"] or {}
                 if loaded.get("__typename") == "PythonError":
                     raise DeploymentError(f"code location failed to load: {loaded['message']}")
-                return loaded.get("__typename") == "RepositoryLocation"
-        return False
+                if loaded.get("__typename") == "RepositoryLocation":
+                    loaded_locations.add(entry["name"])
+        return loaded_locations == set(self.locations)
 
     def _daemons_healthy(self) -> bool:
         with self.instance() as instance:

@@ -9,6 +9,7 @@ from dagster import ScheduleDefinition
 from analytics_platform.settings import (
     SettingsError,
     landing_run_max_tenants,
+    platform_shard,
     tenant_freshness_cron,
 )
 
@@ -56,3 +57,15 @@ def test_landing_runs_cover_fifty_tenants_unless_set():
 def test_a_landing_run_size_that_is_no_count_of_tenants_is_refused(value):
     with pytest.raises(SettingsError, match=f"LANDING_RUN_MAX_TENANTS={value!r}: use a whole"):
         landing_run_max_tenants({"LANDING_RUN_MAX_TENANTS": value})
+
+
+def test_the_shard_is_empty_unless_set():
+    assert platform_shard({}) == ""
+    assert platform_shard({"PLATFORM_SHARD": "eu1"}) == "eu1"
+
+
+# A shard's name goes into asset keys, a partitions name and a pool name.
+@pytest.mark.parametrize("value", ["EU1", "1eu", "eu-1", "eu_1", "e" * 17, "eu1/x", " eu1"])
+def test_a_shard_name_that_cannot_name_keys_and_partitions_is_refused(value):
+    with pytest.raises(SettingsError, match=f"PLATFORM_SHARD={value!r}: use a lowercase"):
+        platform_shard({"PLATFORM_SHARD": value})

@@ -24,6 +24,7 @@ from analytics_platform.ingest.drift import record_new_fields
 from analytics_platform.partitions import tenant_day, tenant_days
 from analytics_platform.resources.event_api import EventApiResource
 from analytics_platform.resources.postgres import PostgresResource
+from analytics_platform.shard import asset_key
 from analytics_platform.tenants.sites import tenant_sites
 
 API_SCHEMA = raw_table_schema(
@@ -45,6 +46,7 @@ class ApiLoadConfig(Config):
 
 
 @asset(
+    key=asset_key("raw_api_events"),
     partitions_def=tenant_day,
     backfill_policy=BackfillPolicy.single_run(),
     group_name="raw",

@@ -48,6 +48,7 @@ from analytics_platform.partitions import (
     tenant_days,
 )
 from analytics_platform.resources.postgres import PostgresResource
+from analytics_platform.shard import SHARD, asset_key, asset_name
 
 
 class DbtRunConfig(Config):
@@ -57,6 +58,11 @@ class DbtRunConfig(Config):
 
 
 class PlatformDbtTranslator(DagsterDbtTranslator):
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> AssetKey:
+        # Sources (raw_file_events) and what dbt tests attach to, in this shard.
+        key = super().get_asset_key(dbt_resource_props)
+        return key.with_prefix(SHARD) if SHARD else key
+
     def get_asset_spec(
         self, manifest: Mapping[str, Any], unique_id: str, project: Any | None
     ) -> AssetSpec:
@@ -67,7 +73,7 @@ class PlatformDbtTranslator(DagsterDbtTranslator):
         layer = "staging" if "staging" in node.get("fqn", []) else "marts"
         # Keys are the model names analysts know (stg_events), not schema-prefixed.
         return spec.replace_attributes(
-            key=AssetKey(node["name"]),
+            key=asset_key(node["name"]),
             group_name=layer,
             owners=["team:analytics-engineering"],
             automation_condition=on_upstream_update,
@@ -364,8 +370,9 @@ def dbt_layer(layer: str) -> AssetsDefinition:
                 invocation = dbt.cli(args, context=context, target_path=target)
             if "PGDATABASE" in connection:
                 invocation.manifest = in_database(invocation.manifest, connection["PGDATABASE"])
-            # Asset keys are the model names (PlatformDbtTranslator).
-            models = {key.path[-1] for key in context.selected_asset_keys} & set(model_relations())
+            # Asset keys are the model names, in this shard (PlatformDbtTranslator).
+            selected = {asset_name(key) for key in context.selected_asset_keys}
+            models = selected & set(model_relations())
             events = with_column_metadata(invocation, models)
             events = holding_on_failed_tests(events, postgres, slices, layer, context.run.run_id)
             yield from with_slice_row_counts(events, postgres, window)

@@ -25,6 +25,7 @@ from analytics_platform.ingest.load import LAYER, RAW_FILE_EVENTS, load_tenant_d
 from analytics_platform.partitions import tenant_day, tenant_days
 from analytics_platform.resources.landing import LandingZoneResource
 from analytics_platform.resources.postgres import PostgresResource
+from analytics_platform.shard import asset_key
 from analytics_platform.tenants.sites import tenant_sites
 
 # The Postgres type of each kind of contract column (sql/warehouse.sql).
@@ -77,7 +78,7 @@ RAW_SCHEMA = raw_table_schema(
 
 NEW_FIELDS_CHECK = AssetCheckSpec(
     name="no_new_fields",
-    asset="raw_file_events",
+    asset=asset_key("raw_file_events"),
     description=(
         "Warns when a tenant sends a field outside the event contract for the first time "
         "(the field is kept in properties; see platform.tenant_fields)."
@@ -87,7 +88,7 @@ NEW_FIELDS_CHECK = AssetCheckSpec(
 
 INGEST_PARITY_CHECK = AssetCheckSpec(
     name="rows_read_equal_loaded_plus_quarantined",
-    asset="raw_file_events",
+    asset=asset_key("raw_file_events"),
     blocking=True,
     description=(
         "After the load commits: for every tenant-day of the run, the rows read from its "
@@ -98,6 +99,7 @@ INGEST_PARITY_CHECK = AssetCheckSpec(
 
 
 @asset(
+    key=asset_key("raw_file_events"),
     partitions_def=tenant_day,
     backfill_policy=BackfillPolicy.single_run(),
     group_name="raw",

@@ -13,7 +13,6 @@ import pandas as pd
 import psycopg
 from dagster import (
     AssetExecutionContext,
-    AssetKey,
     AssetsDefinition,
     BackfillPolicy,
     MaterializeResult,
@@ -28,6 +27,7 @@ from analytics_platform.mart_columns import model_columns, serving_select
 from analytics_platform.partitions import TenantDay, slice_window, tenant_day, tenant_days
 from analytics_platform.resources.clickhouse import ClickHouseResource
 from analytics_platform.resources.postgres import PostgresResource
+from analytics_platform.shard import CLICKHOUSE_POOL, asset_key
 from analytics_platform.tenants.migrations import migrate_tenant, tenants_to_migrate
 
 
@@ -77,8 +77,8 @@ def served_days(days: list[dt.date]) -> list[dt.date]:
 
 def served_mart_asset(mart: ServedMart) -> AssetsDefinition:
     @asset(
-        key=AssetKey(mart.asset_name),
-        deps=[AssetKey(mart.table)],
+        key=asset_key(mart.asset_name),
+        deps=[asset_key(mart.table)],
         partitions_def=tenant_day,
         backfill_policy=BackfillPolicy.single_run(),
         group_name="serving",
@@ -86,7 +86,7 @@ def served_mart_asset(mart: ServedMart) -> AssetsDefinition:
         owners=["team:data-platform"],
         tags={"layer": "serving"},
         freshness_policy=LAYER_FRESHNESS["serving"],
-        pool="clickhouse",
+        pool=CLICKHOUSE_POOL,
         automation_condition=on_upstream_update,
         description=(
             f"`marts.{mart.table}` in the tenant's own ClickHouse database "

@@ -27,6 +27,7 @@ from pydantic import Field
 from analytics_platform.resources.alerts import AlertWebhookResource
 from analytics_platform.resources.postgres import PostgresResource
 from analytics_platform.settings import tenant_freshness_cron
+from analytics_platform.shard import asset_key
 
 # Data lands daily (the API pull runs at 01:00 UTC); each layer below gets an hour more.
 LAYER_FRESHNESS = {
@@ -67,7 +68,7 @@ class FreshnessConfig(Config):
 
 
 @asset_check(
-    asset="stg_events",
+    asset=asset_key("stg_events"),
     name="every_active_tenant_fresh",
     automation_condition=AutomationCondition.cron_tick_passed(tenant_freshness_cron(), "UTC"),
     description=(

@@ -37,6 +37,7 @@ from analytics_platform.checks.validation import Outcome, validate
 from analytics_platform.partitions import TenantDay, tenant_days
 from analytics_platform.resources.landing import LandingZoneResource
 from analytics_platform.resources.postgres import PostgresResource
+from analytics_platform.shard import asset_key
 
 ERROR, WARN = AssetCheckSeverity.ERROR, AssetCheckSeverity.WARN
 
@@ -176,7 +177,7 @@ def _description(check: Check) -> str:
 
 def layer_checks(name: str, checks: Sequence[Check]) -> AssetChecksDefinition:
     """One check op for a layer: every check of `checks` that the run selected."""
-    by_key = {AssetCheckKey.from_user_string(f"{c.asset}:{c.name}"): c for c in checks}
+    by_key = {AssetCheckKey(asset_key(c.asset), c.name): c for c in checks}
     layer = name.removesuffix("_checks")
 
     @multi_asset_check(
@@ -184,7 +185,7 @@ def layer_checks(name: str, checks: Sequence[Check]) -> AssetChecksDefinition:
         specs=[
             AssetCheckSpec(
                 c.name,
-                asset=c.asset,
+                asset=asset_key(c.asset),
                 description=_description(c),
                 blocking=c.severity == ERROR,
             )

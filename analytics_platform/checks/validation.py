@@ -9,6 +9,8 @@ import pandas as pd
 import pandera.pandas as pa
 from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue
 
+from analytics_platform.shard import asset_key
+
 MAX_SAMPLES = 20
 MAX_VALUE_CHARS = 80
 
@@ -46,7 +48,7 @@ class Outcome:
                 "failure_samples": MetadataValue.md(samples_table(self.samples)),
             }
         return AssetCheckResult(
-            asset_key=asset,
+            asset_key=asset_key(asset),
             check_name=check_name,
             passed=self.passed,
             severity=severity,

@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetKey, DagsterInstance, TableColumnLineage
+from dagster import DagsterInstance, TableColumnLineage
+
+from analytics_platform.shard import asset_key, asset_name
 
 COLUMN_LINEAGE_KEY = "dagster/column_lineage"
 # Materializations looked at per model for one carrying lineage (older runs, or a
@@ -80,14 +82,14 @@ def column_lineage(metadata: Mapping[str, Any]) -> ColumnLineage | None:
     if not isinstance(value, TableColumnLineage):
         return None
     return {
-        column.lower(): sorted({(dep.asset_key.to_user_string(), dep.column_name) for dep in deps})
+        column.lower(): sorted({(asset_name(dep.asset_key), dep.column_name) for dep in deps})
         for column, deps in value.deps_by_column.items()
     }
 
 
 def latest_column_lineage(instance: DagsterInstance, asset: str) -> ColumnLineage | None:
     """The lineage of the newest materialization of `asset` that carries one, or None."""
-    records = instance.fetch_materializations(AssetKey(asset), limit=LOOKBACK).records
+    records = instance.fetch_materializations(asset_key(asset), limit=LOOKBACK).records
     for record in records:
         materialization = record.asset_materialization
         found = column_lineage(materialization.metadata) if materialization else None

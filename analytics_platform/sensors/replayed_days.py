@@ -16,7 +16,6 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from dagster import (
-    AssetKey,
     DagsterEventType,
     DagsterInstance,
     DagsterRunStatus,
@@ -30,9 +29,10 @@ from dagster import (
 from analytics_platform.jobs import rebuild_tenant_days, reprocess_quarantine
 from analytics_platform.partitions import parse_tenant_day
 from analytics_platform.sensors.split_failed_runs import Rectangle
+from analytics_platform.shard import asset_key
 
 REPLAY_OF_TAG = "analytics_platform/replay_of"
-RAW_FILE_EVENTS = AssetKey("raw_file_events")
+RAW_FILE_EVENTS = asset_key("raw_file_events")
 
 
 def replayed_days(instance: DagsterInstance, run_id: str) -> dict[str, list[dt.date]]:

@@ -118,7 +118,7 @@ def _raw_days(conn: psycopg.Connection, tenant: str) -> tuple[dt.date, dt.date] 
 def move_tenant(
     tenant_id: str,
     *,
-    source: tuple[PostgresResource, DagsterInstance],
+    source: tuple[PostgresResource, DagsterInstance | None],
     target: tuple[PostgresResource, ClickHouseResource, DagsterInstance],
     landing: tuple[Path, Path] | None = None,
     actor: str,
@@ -126,8 +126,10 @@ def move_tenant(
     """Copy the tenant from the source shard to the target, then provision it there.
 
     Refused before anything is written when the target already knows the tenant or
-    the two are one warehouse. `landing` = (source LANDING_DIR, target LANDING_DIR):
-    the tenant's folder is moved too, after the rows are committed.
+    the two are one warehouse. Without the source's instance (a shard of the same
+    workspace, whose `tenants_<shard>` partitions only that shard's processes sync)
+    the tenant must already be suspended there. `landing` = (source LANDING_DIR,
+    target LANDING_DIR): the tenant's folder is moved too, after the rows are committed.
     """
     validate_tenant_id(tenant_id)
     source_pg, source_instance = source
@@ -141,6 +143,11 @@ def move_tenant(
         ).fetchone():
             raise MoveRefused(f"the target warehouse already has a tenant {tenant_id!r}")
     status = get_tenant(source_pg, tenant_id).status
+    if status == "active" and source_instance is None:
+        raise MoveRefused(
+            f"tenant {tenant_id!r} is active on its shard: suspend it there first "
+            f"(`analytics-platform tenants suspend {tenant_id}` with that shard's settings)"
+        )
     if status == "active":
         suspend_tenant(source_pg, source_instance, tenant_id, actor=actor)
     elif status != "suspended":

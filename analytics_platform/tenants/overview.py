@@ -6,14 +6,15 @@ import datetime as dt
 from collections import Counter
 from dataclasses import dataclass
 
-from dagster import AssetKey, DagsterInstance
+from dagster import DagsterInstance
 
 from analytics_platform.resources.clickhouse import ClickHouseResource
 from analytics_platform.resources.postgres import PostgresResource
+from analytics_platform.shard import asset_key
 from analytics_platform.tenants.registry import list_tenants
 from analytics_platform.tenants.sites import sites_by_tenant
 
-RAW_ASSET = AssetKey("raw_file_events")
+RAW_ASSET = asset_key("raw_file_events")
 
 # Each tenant's newest raw day, one backward step of the (tenant_id, _partition_date)
 # index per tenant: a GROUP BY over raw.file_events reads every row of every tenant.

@@ -20,9 +20,11 @@ from dagster import DagsterInstance
 from analytics_platform.partitions import tenants_partitions
 from analytics_platform.redaction import redact
 from analytics_platform.resources.postgres import PostgresResource
+from analytics_platform.shard import SHARD
 
-# Key in the instance's key-value store (the table Dagster's daemons keep cursors in).
-BINDING_KEY = "analytics_platform/tenants_partitions_warehouse"
+# Key in the instance's key-value store (the table Dagster's daemons keep cursors in);
+# one per shard, since the shards of a workspace share the instance.
+BINDING_KEY = "analytics_platform/tenants_partitions_warehouse" + (f"/{SHARD}" if SHARD else "")
 REBIND_COMMAND = "analytics-platform tenants bind-instance --confirm <warehouse id>"
 
 

@@ -115,7 +115,8 @@ def test_two_shards_in_one_workspace_keep_their_tenants_and_a_tenant_moves(shard
     assert not any(len(key) == 1 for key in keys)  # nothing outside a shard
 
     for name, tenant in tenants.items():
-        cli(deployment, stores[name], name, "tenants", "add", tenant)
+        added = cli(deployment, stores[name], name, "tenants", "add", tenant)
+        assert f"ClickHouse database {name}_tenant_{tenant}" in added  # shareable servers
         land(
             stores[name],
             tenant,

@@ -174,10 +174,10 @@ def replace_record(results_path: Path, record: str, measured: dict) -> dict:
     return results
 
 
-def record_lines(results: dict) -> list[str]:
+def record_lines(results: dict, records: tuple[str, ...] = RECORDS) -> list[str]:
     """One line per row set: where and when it was measured, and the machine's load."""
     lines = []
-    for record in RECORDS:
+    for record in records:
         if measured := results.get(record):
             load = " ".join(f"{x:.2f}" for x in measured["load_average_before"])
             lines.append(

@@ -22,6 +22,7 @@ from filelock import FileLock, Timeout
 from pydantic import Field
 
 from analytics_platform.settings import CHDB_SCHEME
+from analytics_platform.shard import SHARD
 from analytics_platform.tenants.ids import validate_tenant_id
 
 
@@ -91,9 +92,13 @@ class ClickHouseResource(ConfigurableResource):
     url: str = Field(
         description="CLICKHOUSE_URL: http(s)://... for a server, chdb:///path for chDB."
     )
-    database_prefix: str = Field(default="tenant_", description="Tenant database = prefix + id.")
+    # A shard's own names (PLATFORM_SHARD), so shards can share a ClickHouse server.
+    database_prefix: str = Field(
+        default=f"{SHARD}_tenant_" if SHARD else "tenant_",
+        description="Tenant database = prefix + id.",
+    )
     scratch_database: str = Field(
-        default="_serving_load",
+        default=f"_serving_load_{SHARD}" if SHARD else "_serving_load",
         description="Where rows wait on their way into a tenant's table (no tenant reads it).",
     )
     lock_timeout_seconds: float = Field(

@@ -216,3 +216,38 @@ def test_rebuilding_an_old_day_leaves_experiments_and_visitors_as_a_recompute_wo
 
     dbt_build(monkeypatch, tmp_path, full_refresh=True)
     assert {m: rows(warehouse, m, tenants) for m in before} == incremental
+
+
+def test_a_warehouse_built_before_the_history_indexes_gains_them_once(fresh_database):
+    """dbt creates a model's indexes only with its table; the migration adds the two
+    that the day-by-day builds rely on to tables built without them, never twice."""
+    postgres = PostgresResource(url=fresh_database("ap_test_old_indexes"))
+    with postgres.connect(autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA staging; CREATE SCHEMA marts")
+        conn.execute(
+            "CREATE TABLE staging.stg_events (tenant_id text, visitor_id text, site_id text, "
+            "event_date date, event_id text)"
+        )
+        conn.execute("CREATE TABLE marts.fct_sessions (tenant_id text, visitor_id text)")
+
+    def indexes() -> dict[str, list[str]]:
+        with postgres.connect() as conn:
+            rows = conn.execute(
+                "SELECT tablename, indexdef FROM pg_indexes "
+                "WHERE schemaname IN ('staging', 'marts') ORDER BY 1, 2"
+            ).fetchall()
+        found: dict[str, list[str]] = {}
+        for table, definition in rows:
+            found.setdefault(table, []).append(definition.split(" USING btree ")[1])
+        return found
+
+    assert postgres.migrate_warehouse()
+    expected = {
+        "fct_sessions": ["(tenant_id, visitor_id)"],
+        "stg_events": ["(tenant_id, visitor_id, site_id, event_date)"],
+    }
+    assert indexes() == expected
+    with postgres.connect(autocommit=True) as conn:
+        conn.execute("DELETE FROM platform.warehouse_version")  # migrate again, as if new
+    assert postgres.migrate_warehouse()
+    assert indexes() == expected

@@ -220,3 +220,38 @@ CREATE TABLE IF NOT EXISTS platform.held_slices (
     held_at        timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant_id, partition_date, layer)
 );
+
+-- Indexes two dbt models gained after warehouses had built them (README "A day's build
+-- as history grows"): dbt creates a model's indexes only with its table, so a table
+-- built before gets them here, once. A table without the index (checked by its columns,
+-- whatever dbt named it) gains one; a fresh warehouse has no such table yet.
+DO $$
+DECLARE
+    wanted record;
+BEGIN
+    FOR wanted IN
+        SELECT * FROM (VALUES
+            ('staging.stg_events', ARRAY['tenant_id', 'visitor_id', 'site_id', 'event_date']),
+            ('marts.fct_sessions', ARRAY['tenant_id', 'visitor_id'])
+        ) AS w (relation, columns)
+    LOOP
+        IF to_regclass(wanted.relation) IS NOT NULL AND NOT EXISTS (
+            SELECT 1
+            FROM pg_index AS i
+            WHERE i.indrelid = to_regclass(wanted.relation)
+              AND ARRAY(
+                  SELECT a.attname::text
+                  FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k (attnum, position)
+                  JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                  ORDER BY k.position
+              ) = wanted.columns
+        ) THEN
+            EXECUTE format(
+                'CREATE INDEX ON %s (%s)',
+                wanted.relation,
+                (SELECT string_agg(quote_ident(c), ', ') FROM unnest(wanted.columns) AS c)
+            );
+        END IF;
+    END LOOP;
+END
+$$;

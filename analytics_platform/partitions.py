@@ -124,3 +124,45 @@ def range_tags(tenants: Sequence[str], dates: Sequence[dt.date]) -> dict[str, st
         ASSET_PARTITION_RANGE_START_TAG: first.partition_key,
         ASSET_PARTITION_RANGE_END_TAG: last.partition_key,
     }
+
+
+@dataclass(frozen=True)
+class Rectangle:
+    """The tenants x consecutive days a ranged run covered."""
+
+    tenants: tuple[str, ...]  # in registration order, as partition ranges span them
+    start: dt.date
+    end: dt.date
+
+    @property
+    def size(self) -> int:
+        return len(self.tenants) * ((self.end - self.start).days + 1)
+
+    def halves(self) -> list[Rectangle]:
+        """Two rectangles covering this one: split by tenants first, else by days."""
+        if len(self.tenants) > 1:
+            middle = len(self.tenants) // 2
+            return [
+                Rectangle(self.tenants[:middle], self.start, self.end),
+                Rectangle(self.tenants[middle:], self.start, self.end),
+            ]
+        days = (self.end - self.start).days + 1
+        if days < 2:
+            return [self]
+        last_of_first = self.start + dt.timedelta(days=days // 2 - 1)
+        return [
+            Rectangle(self.tenants, self.start, last_of_first),
+            Rectangle(self.tenants, last_of_first + dt.timedelta(days=1), self.end),
+        ]
+
+    def tags(self) -> dict[str, str]:
+        dates = [self.start, self.end]
+        if len(self.tenants) == 1 and self.start == self.end:
+            # One tenant-day: a plain partition run, as the landing sensor launches.
+            return {}
+        return range_tags(list(self.tenants), dates)
+
+    def partition_key(self) -> str | None:
+        if len(self.tenants) == 1 and self.start == self.end:
+            return TenantDay(self.tenants[0], self.start).partition_key
+        return None

@@ -20,12 +20,8 @@ from dagster import (
     materialize,
 )
 
-from analytics_platform.partitions import TenantDay, range_tags, tenants_partitions
-from analytics_platform.sensors.split_failed_runs import (
-    SPLIT_OF_TAG,
-    Rectangle,
-    evaluate_failed_runs,
-)
+from analytics_platform.partitions import Rectangle, TenantDay, range_tags, tenants_partitions
+from analytics_platform.sensors.split_failed_runs import SPLIT_OF_TAG, evaluate_failed_runs
 from analytics_platform_tests.events import day_file, tracker_event, write_lines
 from analytics_platform_tests.test_pipeline import ALL_ASSETS, run_pipeline
 

@@ -63,9 +63,9 @@ from analytics_platform.ingest.landing_tree import (
 from analytics_platform.ingest.refusals import record_refusals
 from analytics_platform.jobs import tenant_day_pipeline
 from analytics_platform.partitions import (
+    Rectangle,
     TenantDay,
     partitioned_days,
-    range_tags,
     tenants_partitions,
 )
 from analytics_platform.resources.landing import LandingZoneResource
@@ -433,25 +433,21 @@ def _run_request(
     """One run for the group. Its key names every file of its tenant-days by content: the
     run rebuilds each slice from all of them, and the same contents never run twice."""
     names = sorted(f.relative.rsplit("/", 1)[1] for day in group for f in new_files[day])
-    tags = {"landing/files": ",".join(names)[:200]}
+    first, last = group[0], group[-1]
+    rectangle = Rectangle(tuple(day.tenant for day in group), first.date, first.date)
+    tags = {**rectangle.tags(), "landing/files": ",".join(names)[:200]}
     if len(group) == 1:
-        (day,) = group
         return RunRequest(
-            run_key=f"landing:{day.tenant}:{day.date}:{_day_digest(root, day)}",
-            partition_key=day.partition_key,
-            tags={"tenant": day.tenant, **tags},
+            run_key=f"landing:{first.tenant}:{first.date}:{_day_digest(root, first)}",
+            partition_key=rectangle.partition_key(),
+            tags={"tenant": first.tenant, **tags},
         )
     digest = hashlib.blake2b(digest_size=16)
     for day in group:
         digest.update(f"{day.tenant}\0{_day_digest(root, day)}\0".encode())
-    first, last = group[0], group[-1]
     return RunRequest(
         run_key=f"landing:{first.date}:{first.tenant}..{last.tenant}:{digest.hexdigest()}",
-        tags={
-            **range_tags([day.tenant for day in group], [first.date]),
-            TENANTS_TAG: str(len(group)),
-            **tags,
-        },
+        tags={**tags, TENANTS_TAG: str(len(group))},
     )
 
 

@@ -27,8 +27,7 @@ from dagster import (
 )
 
 from analytics_platform.jobs import rebuild_tenant_days, reprocess_quarantine
-from analytics_platform.partitions import parse_tenant_day
-from analytics_platform.sensors.split_failed_runs import Rectangle
+from analytics_platform.partitions import Rectangle, parse_tenant_day
 from analytics_platform.shard import asset_key
 
 REPLAY_OF_TAG = "analytics_platform/replay_of"

@@ -21,7 +21,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from dagster import (
     AssetCheckKey,
@@ -44,57 +43,14 @@ from dagster import (
 from analytics_platform.partitions import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
-    TenantDay,
+    Rectangle,
     parse_tenant_day,
-    range_tags,
     tenants_partitions,
 )
 
 SPLIT_OF_TAG = "analytics_platform/split_of"
 # Failed runs looked at per tick; the rest wait for the next tick.
 RUNS_PER_TICK = 50
-
-
-@dataclass(frozen=True)
-class Rectangle:
-    """The tenants x consecutive days a ranged run covered."""
-
-    tenants: tuple[str, ...]  # in registration order, as partition ranges span them
-    start: dt.date
-    end: dt.date
-
-    @property
-    def size(self) -> int:
-        return len(self.tenants) * ((self.end - self.start).days + 1)
-
-    def halves(self) -> list[Rectangle]:
-        """Two rectangles covering this one: split by tenants first, else by days."""
-        if len(self.tenants) > 1:
-            middle = len(self.tenants) // 2
-            return [
-                Rectangle(self.tenants[:middle], self.start, self.end),
-                Rectangle(self.tenants[middle:], self.start, self.end),
-            ]
-        days = (self.end - self.start).days + 1
-        if days < 2:
-            return [self]
-        last_of_first = self.start + dt.timedelta(days=days // 2 - 1)
-        return [
-            Rectangle(self.tenants, self.start, last_of_first),
-            Rectangle(self.tenants, last_of_first + dt.timedelta(days=1), self.end),
-        ]
-
-    def tags(self) -> dict[str, str]:
-        dates = [self.start, self.end]
-        if len(self.tenants) == 1 and self.start == self.end:
-            # One tenant-day: a plain partition run, as the landing sensor launches.
-            return {}
-        return range_tags(list(self.tenants), dates)
-
-    def partition_key(self) -> str | None:
-        if len(self.tenants) == 1 and self.start == self.end:
-            return TenantDay(self.tenants[0], self.start).partition_key
-        return None
 
 
 def run_rectangle(run: DagsterRun, registered: Sequence[str]) -> Rectangle | None:

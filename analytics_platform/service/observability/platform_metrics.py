@@ -32,8 +32,9 @@ STATEMENT_TIMEOUT_MS = 2000
 LABELLED_DAYS = 2
 CHECK_WINDOW_SECONDS = 24 * 3600
 CHECK_EVALUATIONS_READ = 2000
-# Every job the code location defines (a test compares it with `defs`), and the job
-# Dagster's automation sensor launches asset runs under.
+# Every job the code location defines (a test compares it with `defs`; the last is the
+# split_failed_runs sensor's own asset job), and the job Dagster's automation sensor
+# launches asset runs under.
 MONITORED_JOBS = (
     "tenant_day_pipeline",
     "rebuild_tenant_days",
@@ -44,6 +45,7 @@ MONITORED_JOBS = (
     "raw_retention",
     "tenant_freshness",
     "api_events_pipeline",
+    "__anonymous_asset_job_split_failed_runs",
     "__ASSET_JOB",
 )
 FINISHED = ("SUCCESS", "FAILURE", "CANCELED")

@@ -417,3 +417,27 @@ def test_a_down_optional_dependency_degrades_but_stays_200(tmp_path: Path, wareh
     assert response.status_code == 200 and body["status"] == "degraded"
     assert body["dependencies"]["landing"]["state"] == "down"
     assert body["dependencies"]["dagster_storage"]["state"] == "down"
+
+
+# --------------------------------------------------------------------------- CLI logs
+
+
+@pytest.mark.parametrize("how", ["option", "env"])
+def test_the_cli_logs_json_lines_when_asked(cli_env: dict[str, str], how: str):
+    from analytics_platform_tests.cli_harness import BIN, run
+
+    args = [str(BIN / "analytics-platform"), "stop"]
+    env = dict(cli_env)
+    if how == "option":
+        args.insert(1, "--log-format=json")
+    else:
+        env["LOG_FORMAT"] = "json"
+    result = run(args, env)
+    lines = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
+    assert [(line["message"], line["command"]) for line in lines if "command" in line] == [
+        ("command started", "stop"),
+        ("command finished", "stop"),
+    ]
+    assert all(line["service"] == "cli" and line["level"] for line in lines)
+    plain = run([str(BIN / "analytics-platform"), "stop"], cli_env)
+    assert "command started" not in plain.stderr, "text, the default, logs no JSON"

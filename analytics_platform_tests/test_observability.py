@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import re
 import socket
 import threading
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
 from filelock import FileLock
 from prometheus_client.parser import text_string_to_metric_families
@@ -441,3 +443,75 @@ def test_the_cli_logs_json_lines_when_asked(cli_env: dict[str, str], how: str):
     assert all(line["service"] == "cli" and line["level"] for line in lines)
     plain = run([str(BIN / "analytics-platform"), "stop"], cli_env)
     assert "command started" not in plain.stderr, "text, the default, logs no JSON"
+
+
+# --------------------------------------------------------------------------- dashboard drift
+
+DEPLOY = REPO / "deploy"
+# Series Prometheus makes itself, not the services.
+PROMETHEUS_SERIES = {"up"}
+PROMQL_WORDS = {"and", "or", "unless", "bool", "offset", "inf", "nan", "group_left", "group_right"}
+
+
+def promql_metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression reads (not functions, labels or keywords)."""
+    expr = re.sub(r'"(?:\\.|[^"\\])*"', "", expr)
+    expr = re.sub(r"\{[^}]*\}|\[[^\]]*\]", "", expr)
+    expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)
+    names = set()
+    for match in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", expr):
+        if expr[match.end() :].lstrip().startswith("("):
+            continue  # a function
+        if match.group().lower() not in PROMQL_WORDS:
+            names.add(match.group())
+    return names
+
+
+def dashboard_and_alert_expressions() -> dict[str, str]:
+    """Where -> PromQL, for every dashboard target and alert rule."""
+    found = {}
+    for path in sorted((DEPLOY / "grafana" / "dashboards").glob("*.json")):
+        for panel in json.loads(path.read_text())["panels"]:
+            for target in panel["targets"]:
+                found[f"{path.name}: {panel['title']} {target['refId']}"] = target["expr"]
+    for group in yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())["groups"]:
+        for rule in group["rules"]:
+            found[f"alerts.yml: {rule['alert']}"] = rule["expr"]
+    return found
+
+
+def test_promql_metric_names_are_found():
+    expr = (
+        'histogram_quantile(0.95, sum by (le, route) (rate(m_bucket{service="api"}[5m])))'
+        " / on (x) group_left max without (y) (other_metric) > 6 * 3600 and bool up"
+    )
+    assert promql_metric_names(expr) == {"m_bucket", "other_metric", "up"}
+
+
+def test_every_metric_the_dashboard_and_alerts_use_is_exposed(collector: RunningCollector):
+    response = requests.get(f"{collector.url}/metrics", timeout=10)
+    exposed = set()
+    for family in text_string_to_metric_families(response.text):
+        suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_count", "_sum"]}
+        exposed |= {family.name, *(family.name + s for s in suffixes.get(family.type, []))}
+        exposed |= {s.name for s in family.samples}
+    expressions = dashboard_and_alert_expressions()
+    panels = [where for where in expressions if where.endswith(" A")]
+    assert len(panels) >= 8 and any("alerts.yml" in where for where in expressions)
+    missing = {
+        where: sorted(promql_metric_names(expr) - exposed - PROMETHEUS_SERIES)
+        for where, expr in expressions.items()
+    }
+    assert not {where: names for where, names in missing.items() if names}, (
+        "the dashboard or alerts query metrics no service exposes"
+    )
+    used = set().union(*(promql_metric_names(e) for e in expressions.values()))
+    for wanted in (
+        "analytics_platform_tenant_freshness_seconds",
+        "analytics_platform_collector_events_accepted_total",
+        "analytics_platform_collector_events_rejected_total",
+        "analytics_platform_rows_quarantined",
+        "analytics_platform_job_runs_failed_24h",
+        "analytics_platform_http_request_duration_seconds_bucket",
+    ):
+        assert wanted in used, f"no panel or alert shows {wanted}"

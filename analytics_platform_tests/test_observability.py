@@ -235,13 +235,13 @@ def loaded_tenant(stores: dict[str, str], postgres_module: PostgresResource) -> 
             raise_on_error=False,
         )
         assert not failed.success
-        yield tenant, instance
+        yield tenant, instance, result
 
 
 def test_rows_loaded_quarantined_and_freshness_equal_the_tables(
     collector: RunningCollector, loaded_tenant, postgres_module: PostgresResource
 ):
-    tenant, _instance = loaded_tenant
+    tenant, _instance, _result = loaded_tenant
     with postgres_module.connect() as conn:
         raw_rows = conn.execute(
             "SELECT count(*) FROM raw.file_events WHERE tenant_id = %s AND _partition_date = %s",
@@ -279,7 +279,7 @@ def test_rows_loaded_quarantined_and_freshness_equal_the_tables(
 def test_last_run_outcome_and_duration_per_job_equal_the_instance(
     collector: RunningCollector, loaded_tenant
 ):
-    _tenant, instance = loaded_tenant
+    _tenant, instance, _result = loaded_tenant
     metrics = wait_for(
         lambda: (
             (m := scrape(collector))
@@ -304,6 +304,24 @@ def test_last_run_outcome_and_duration_per_job_equal_the_instance(
     assert sample(metrics, "analytics_platform_job_runs_failed_24h", job="deprovision_tenant") == (
         failures
     )
+
+
+def test_check_outcomes_are_the_runs_latest_evaluations(loaded_tenant):
+    from analytics_platform.service.observability.platform_metrics import CheckOutcomes
+
+    _tenant, instance, result = loaded_tenant
+    evaluations = result.get_asset_check_evaluations()
+    assert evaluations, "the run evaluated the raw and staging checks"
+    outcomes = CheckOutcomes()
+    outcomes.update(instance)
+    for evaluation in evaluations:
+        key = (evaluation.asset_key.to_user_string(), evaluation.check_name, evaluation.partition)
+        assert outcomes.latest[key][0] == evaluation.passed, key
+    failing = sum(1 for (passed, _at) in outcomes.latest.values() if not passed)
+    assert sum(outcomes.failing().values()) == failing
+    cursor = outcomes.cursor
+    outcomes.update(instance)
+    assert outcomes.cursor == cursor, "nothing new: nothing read again"
 
 
 def test_monitored_jobs_are_the_code_locations_jobs():

@@ -180,7 +180,6 @@ def timed_get(url: str) -> tuple[float, int, str]:
 
 def measure(args: argparse.Namespace, warehouse_url: str, dagster_url: str) -> dict:
     from dagster import DagsterInstance
-    from prometheus_client import CollectorRegistry
     from starlette.applications import Starlette
 
     from analytics_platform.service.observability import instrument, platform_metrics
@@ -204,8 +203,7 @@ def measure(args: argparse.Namespace, warehouse_url: str, dagster_url: str) -> d
         landing_dir=WORK,
         dagster_storage_url=dagster_url,
     )
-    registry = CollectorRegistry()
-    app = instrument(Starlette(), service="api", stores=stores, registry=registry)
+    app = instrument(Starlette(), service="api", stores=stores)
     server, url = serve(app)
     try:
         load_before = os.getloadavg()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -30,15 +30,15 @@ REQUIRED = {
     "collector": ("landing", "warehouse"),
     "api": ("warehouse", "clickhouse"),
 }
-_platform_collectors: dict[int, PlatformCollector] = {}
+_platform_collector: list[PlatformCollector] = []
 
 
-def _register_platform_collector(registry: CollectorRegistry, stores: ObservedStores) -> None:
-    """Once per registry: a second app in the process shares the first's collector."""
-    if id(registry) not in _platform_collectors:
-        collector = PlatformCollector(stores)
-        registry.register(collector)
-        _platform_collectors[id(registry)] = collector
+def _register_platform_collector(stores: ObservedStores) -> None:
+    """Once per process (prometheus_client's default registry holds every metric, the
+    HTTP ones too): a second instrumented app shares the first's collector."""
+    if not _platform_collector:
+        _platform_collector.append(PlatformCollector(stores))
+        REGISTRY.register(_platform_collector[0])
 
 
 def instrument(
@@ -48,14 +48,14 @@ def instrument(
     stores: ObservedStores | None = None,
     probes: Mapping[str, Probe] | None = None,
     required: Iterable[str] | None = None,
-    registry: CollectorRegistry = REGISTRY,
     platform_metrics: bool = True,
 ) -> Starlette:
     """Add request ids, latency, access logs, GET /metrics and GET /health to `app`.
 
     `stores` defaults to the environment's (settings.observed_stores); `probes` replace
     default ones by name (the collector's landing probe writes a file); `required`
-    defaults to REQUIRED[service]. Call it before the app starts serving.
+    defaults to REQUIRED[service]; `platform_metrics=False` leaves the warehouse and
+    Dagster metrics out of /metrics. Call it before the app starts serving.
     """
     stores = stores or observed_stores()
     health = HealthReport(
@@ -64,7 +64,7 @@ def instrument(
         required if required is not None else REQUIRED.get(service, ("warehouse",)),
     )
     if platform_metrics:
-        _register_platform_collector(registry, stores)
+        _register_platform_collector(stores)
 
     async def health_endpoint(_request: Request) -> Response:
         import orjson
@@ -74,7 +74,7 @@ def instrument(
 
     async def metrics_endpoint(_request: Request) -> Response:
         # The platform collection does blocking I/O: off the event loop.
-        body = await run_in_threadpool(generate_latest, registry)
+        body = await run_in_threadpool(generate_latest, REGISTRY)
         return Response(body, 200, media_type=CONTENT_TYPE_LATEST)
 
     app.add_route("/health", health_endpoint, methods=["GET"], include_in_schema=False)

@@ -46,6 +46,16 @@ class ObservedRequests:
         self.service = service
         self.routes = routes
 
+    def _template(self, scope: Scope) -> str:
+        """The route template; the router's own pick (Starlette >= 1.0 leaves it in
+        `scope["route"]`) when it is one of the app's top-level routes, which spares a
+        second regex match per route; else (a Mount's inner route) matched again."""
+        picked = scope.get("route")
+        top_level = any(route is picked for route in self.routes)
+        if picked is not None and not isinstance(picked, Mount) and top_level:
+            return getattr(picked, "path", UNMATCHED)
+        return route_template(self.routes, scope)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -67,7 +77,7 @@ class ObservedRequests:
             await self.app(scope, receive, send_with_id)
         finally:
             seconds = time.perf_counter() - started
-            route = route_template(self.routes, scope)
+            route = self._template(scope)
             REQUEST_SECONDS.labels(
                 self.service, route, scope["method"], status_class(status)
             ).observe(seconds)

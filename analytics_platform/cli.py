@@ -14,15 +14,50 @@ import click
 from analytics_platform.cli_keys import tenants_keys, tenants_origins
 from analytics_platform.cli_tenants import platform_stores, tenant_argument, tenants
 from analytics_platform.redaction import redact
-from analytics_platform.settings import load_settings
+from analytics_platform.settings import LOG_FORMATS, load_settings
 
 
 @click.group()
-def main() -> None:
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    envvar="LOG_FORMAT",
+    default="text",
+    show_default=True,
+    help="json: every log record on stderr as one JSON object per line (or LOG_FORMAT=json).",
+)
+@click.pass_context
+def main(ctx: click.Context, log_format: str) -> None:
     """Multi-tenant product analytics on Dagster, dbt, Postgres and ClickHouse."""
     # Library notices (beta parameters, XDG_RUNTIME_DIR) are for developers, not for the
     # person running the demo; pytest still shows the ones that concern our code.
     warnings.filterwarnings("ignore", message=r".*(is currently in beta|XDG_RUNTIME_DIR)")
+    if log_format == "json":
+        _json_logs(ctx)
+
+
+def _json_logs(ctx: click.Context) -> None:
+    """JSON lines for log shippers: the command's start and end, and every library record."""
+    import logging
+    import time
+
+    from analytics_platform.service.observability.logs import use_json_logs
+
+    use_json_logs(service="cli")
+    logging.captureWarnings(True)
+    log = logging.getLogger("analytics_platform.cli")
+    command = ctx.invoked_subcommand or ""  # never its arguments: they may hold a key
+    started = time.perf_counter()
+    log.info("command started", extra={"command": command})
+    ctx.call_on_close(
+        lambda: log.info(
+            "command finished",
+            extra={
+                "command": command,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+            },
+        )
+    )
 
 
 @main.command()

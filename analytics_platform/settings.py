@@ -264,3 +264,46 @@ def collector_settings(environ: Mapping[str, str] | None = None) -> CollectorSet
             "request could never be admitted; raise the burst or lower the request limit"
         )
     return settings
+
+
+LOG_FORMATS = ("text", "json")
+
+
+def log_format(environ: Mapping[str, str] | None = None) -> str:
+    """`LOG_FORMAT`: `text` (default) or `json` (one JSON object per line) for the CLI."""
+    value = ((os.environ if environ is None else environ).get("LOG_FORMAT") or "text").lower()
+    if value not in LOG_FORMATS:
+        raise SettingsError(f"LOG_FORMAT={value!r}: use text or json")
+    return value
+
+
+@dataclass(frozen=True)
+class ObservedStores:
+    """The stores a service's /health probes and /metrics read (observability)."""
+
+    warehouse_url: str | None
+    clickhouse_url: str
+    landing_dir: Path
+    dagster_storage_url: str | None
+
+
+def observed_stores(
+    environ: Mapping[str, str] | None = None, *, warehouse_url: str | None = None
+) -> ObservedStores:
+    """DATABASE_URL (or the URL a service already resolved), CLICKHOUSE_URL, LANDING_DIR and
+    DAGSTER_POSTGRES_URL, which defaults to the warehouse server's `dagster` database as
+    `stack.platform_environment` makes it."""
+    from analytics_platform.stack import DAGSTER_DATABASE, with_database
+
+    env = os.environ if environ is None else environ
+    settings = load_settings(dict(env))
+    warehouse = warehouse_url or settings.database_url
+    dagster = env.get("DAGSTER_POSTGRES_URL") or (
+        with_database(warehouse, DAGSTER_DATABASE) if warehouse else None
+    )
+    return ObservedStores(
+        warehouse_url=warehouse,
+        clickhouse_url=settings.clickhouse_url or settings.embedded_clickhouse_url,
+        landing_dir=settings.landing_dir,
+        dagster_storage_url=dagster,
+    )

@@ -26,7 +26,10 @@ POSTGRES_INIT_DIR = "/docker-entrypoint-initdb.d"
 
 DAGSTER_SERVICES = ("code", "webserver", "daemon")
 COLLECTOR = "collector"
-ALL_SERVICES = ("postgres", "clickhouse", *DAGSTER_SERVICES, COLLECTOR)
+MONITORING = ("prometheus", "grafana")
+ALL_SERVICES = ("postgres", "clickhouse", *DAGSTER_SERVICES, COLLECTOR, *MONITORING)
+# The read API (another service of the same image) listens here; Prometheus scrapes it.
+API_SERVICE, API_PORT = "api", "8089"
 STORES = ("postgres", "clickhouse")
 # Variables the platform reads (settings.py, definitions.py, dagster.yaml).
 REQUIRED_ENV = (
@@ -499,6 +502,71 @@ def test_collector_settings_in_compose_are_ones_the_collector_reads(
 
 
 # --------------------------------------------------------------------------- image
+
+
+# --------------------------------------------------------------------------- monitoring
+
+
+def _mounted_file(service: dict[str, Any], path_inside: str) -> Path:
+    """The host file behind `path_inside` in a service, through its bind mounts."""
+    for source, target in _volume_mounts(service):
+        if source.startswith(".") and (
+            path_inside == target or path_inside.startswith(target + "/")
+        ):
+            return ROOT / source / path_inside[len(target) :].lstrip("/")
+    raise AssertionError(f"{path_inside} is not bind-mounted from the repository: {service}")
+
+
+def test_prometheus_scrapes_the_collector_and_api_and_loads_the_alerts(
+    services: dict[str, Any],
+) -> None:
+    prometheus = _service(services, "prometheus")
+    config_path = _option(_command(prometheus), "--config.file")
+    assert config_path, "prometheus should be started with --config.file"
+    config = _load_yaml(_mounted_file(prometheus, config_path))
+    targets = {
+        job["job_name"]: [t for c in job.get("static_configs", []) for t in c["targets"]]
+        for job in config["scrape_configs"]
+    }
+    collector_port = _option(_command(_service(services, COLLECTOR)), "--port")
+    assert targets.get(COLLECTOR) == [f"{COLLECTOR}:{collector_port}"], targets
+    assert targets.get(API_SERVICE) == [f"{API_SERVICE}:{API_PORT}"], targets
+    assert all(j.get("metrics_path", "/metrics") == "/metrics" for j in config["scrape_configs"])
+    rules = [_mounted_file(prometheus, path) for path in config["rule_files"]]
+    assert rules and all(r.is_file() for r in rules), rules
+    for rule_file in rules:
+        for group in _load_yaml(rule_file)["groups"]:
+            for rule in group["rules"]:
+                assert rule.get("alert") and rule.get("expr"), rule
+
+
+def test_grafana_provisions_the_prometheus_datasource_and_dashboard(
+    services: dict[str, Any],
+) -> None:
+    import json
+
+    grafana = _service(services, "grafana")
+    provisioning = _mounted_file(grafana, "/etc/grafana/provisioning")
+    datasources = [
+        d
+        for f in (provisioning / "datasources").glob("*.yml")
+        for d in _load_yaml(f)["datasources"]
+    ]
+    (prometheus,) = [d for d in datasources if d["type"] == "prometheus"]
+    port = _service(services, "prometheus")["ports"][0].split(":")[-1]
+    assert prometheus["url"] == f"http://prometheus:{port}"
+    providers = [
+        p for f in (provisioning / "dashboards").glob("*.yml") for p in _load_yaml(f)["providers"]
+    ]
+    folders = [_mounted_file(grafana, p["options"]["path"]) for p in providers]
+    dashboards = [json.loads(f.read_text()) for folder in folders for f in folder.glob("*.json")]
+    assert dashboards, f"no dashboard JSON in {folders}"
+    for dashboard in dashboards:
+        for panel in dashboard["panels"]:
+            for target in [panel, *panel["targets"]]:
+                assert target["datasource"]["uid"] == prometheus["uid"], panel["title"]
+    env = _environment(grafana)
+    assert INTERPOLATION.fullmatch(env["GF_SECURITY_ADMIN_PASSWORD"]), "no default password"
 
 
 def test_dockerfile_installs_and_prepares() -> None:

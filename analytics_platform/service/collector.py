@@ -1,4 +1,5 @@
-"""The collector's HTTP endpoints (Starlette): POST /v1/events, POST /collect, GET /health.
+"""The collector's HTTP endpoints (Starlette): POST /v1/events, POST /collect; GET /health
+and GET /metrics come from `observability.instrument` (the landing probe is the collector's).
 
 Every answer is JSON. `202 {"accepted": n}` is sent only once the request's events
 are synced to landing segments; an error is `{"error": {"code", "message"}}` with a
@@ -30,9 +31,12 @@ from starlette.routing import Route
 from analytics_platform.service.batches import Refused, landing_lines, parse_batch
 from analytics_platform.service.body import check_media_type, read_body
 from analytics_platform.service.landing_io import probe_landing
+from analytics_platform.service.observability import instrument, set_request_tenant
+from analytics_platform.service.observability.health import DOWN, OK, DependencyState
+from analytics_platform.service.observability.http_metrics import count_accepted, count_rejected
 from analytics_platform.service.rate_limit import TenantRateLimit, retry_after
 from analytics_platform.service.segments import LandingUnavailable, SegmentWriter, WriteRequest
-from analytics_platform.settings import CollectorSettings
+from analytics_platform.settings import CollectorSettings, ObservedStores
 
 ACCEPTED_STATUS = 202
 PREFLIGHT_MAX_AGE_SECONDS = 600
@@ -138,10 +142,14 @@ class Collector:
     async def ingest(self, request: Request, single: bool) -> Response:
         origin = request.headers.get("origin")
         cors: dict[str, str] = {}
+        tenant: str | None = None
+        batch = None
         try:
             header_key = _bearer(request.headers.get("authorization"))
             principal = await self._principal(header_key) if header_key else None
             if principal is not None:
+                tenant = principal.tenant_id
+                set_request_tenant(tenant)
                 self._check_rate(principal.tenant_id, 0)  # a flood refused before its body
             check_media_type(request.headers)
             body = await read_body(request.headers, request.stream(), self.settings.max_body_bytes)
@@ -151,6 +159,7 @@ class Collector:
             if principal is None:
                 principal = await self._principal(batch.write_key)
             tenant = principal.tenant_id
+            set_request_tenant(tenant)
             if origin is not None:
                 if not await self._origin_allowed(tenant, origin):
                     raise Refused(
@@ -163,7 +172,9 @@ class Collector:
             )
             await self._land(tenant, lines)
         except Refused as refused:
+            count_rejected(tenant, refused.code, len(batch.events) if batch else None)
             return error_response(refused, cors)
+        count_accepted(tenant, len(batch.events))
         return json_response(ACCEPTED_STATUS, {"accepted": len(batch.events)}, cors)
 
     # ------------------------------------------------------------------ endpoints
@@ -201,19 +212,16 @@ class Collector:
         }
         return Response(status_code=204, headers=headers)
 
-    async def health(self, _request: Request) -> Response:
-        """200 only when a probe file can be created, synced and removed in LANDING_DIR."""
+    def landing_state(self) -> DependencyState:
+        """/health's landing probe: ok only when a probe file can be created, synced and
+        removed in LANDING_DIR and the segment writer runs (thread pool, bounded by /health)."""
         try:
             if not self.writer.alive:
                 raise OSError("the segment writer is not running (starting or stopping)")
-            await run_in_threadpool(probe_landing, self.settings.landing_dir)
+            probe_landing(self.settings.landing_dir)
         except OSError as err:
-            body = {
-                "status": "unavailable",
-                "error": {"code": "landing_unavailable", "message": f"landing zone: {err}"},
-            }
-            return json_response(503, body)
-        return json_response(200, {"status": "ok", "open_segments": self.writer.open_segments})
+            return DependencyState(DOWN, f"landing zone {self.settings.landing_dir}: {err}")
+        return DependencyState(OK, f"writable; {self.writer.open_segments} open segment(s)")
 
 
 def _settle(future: asyncio.Future, error: LandingUnavailable | None) -> None:
@@ -225,15 +233,21 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
     """Starlette's own 404/405 as JSON, like every other answer."""
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     code = {404: "not_found", 405: "method_not_allowed"}.get(status, "internal_error")
-    message = "no such endpoint; see /v1/events, /collect, /health" if status == 404 else code
+    message = (
+        "no such endpoint; see /v1/events, /collect, /health, /metrics" if status == 404 else code
+    )
     return error_response(Refused(status, code, message))
 
 
 def create_app(
-    settings: CollectorSettings, writer: SegmentWriter, auth: Authenticator
+    settings: CollectorSettings,
+    writer: SegmentWriter,
+    auth: Authenticator,
+    stores: ObservedStores | None = None,
 ) -> Starlette:
     """The ASGI app; the writer's thread runs between the app's start-up and shutdown,
-    and shutdown seals every segment."""
+    and shutdown seals every segment. `stores`: what /health and /metrics read
+    (default: the environment's)."""
     collector = Collector(settings, writer, auth)
 
     @contextlib.asynccontextmanager
@@ -244,12 +258,14 @@ def create_app(
         finally:
             await run_in_threadpool(writer.close)
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/v1/events", collector.events, methods=["POST", "OPTIONS"]),
             Route("/collect", collector.collect, methods=["POST", "OPTIONS"]),
-            Route("/health", collector.health, methods=["GET"]),
         ],
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _http_error},
+    )
+    return instrument(
+        app, service="collector", stores=stores, probes={"landing": collector.landing_state}
     )

@@ -1,5 +1,6 @@
 """Running the collector: recover what dead collectors left, then serve with uvicorn.
 
+Logs are JSON lines on stderr (observability.logs), one per request with its request id.
 One process, one event loop (uvloop and httptools when installed, as uvicorn's
 `auto` picks them). SIGTERM stops accepting, lets in-flight requests finish, seals
 every segment and exits 0.
@@ -13,9 +14,10 @@ import signal
 import uvicorn
 
 from analytics_platform.service.collector import create_app
+from analytics_platform.service.observability.logs import use_json_logs
 from analytics_platform.service.recovery import recover_abandoned
 from analytics_platform.service.segments import SegmentWriter
-from analytics_platform.settings import CollectorSettings, key_cache_seconds
+from analytics_platform.settings import CollectorSettings, key_cache_seconds, observed_stores
 
 log = logging.getLogger("analytics_platform.collector")
 # Connections beyond this get 503 from uvicorn: with the body limit, it bounds memory.
@@ -27,6 +29,7 @@ def serve(settings: CollectorSettings, database_url: str, host: str, port: int) 
     from analytics_platform.resources.postgres import PostgresResource
     from analytics_platform.tenants.keys import KeyAuthenticator
 
+    use_json_logs(service="collector")
     settings.landing_dir.mkdir(parents=True, exist_ok=True)
     writer = SegmentWriter(
         settings.landing_dir,
@@ -34,19 +37,24 @@ def serve(settings: CollectorSettings, database_url: str, host: str, port: int) 
         max_bytes=settings.segment_max_bytes,
     )
     recovered = recover_abandoned(settings.landing_dir, own_journal=writer.journal)
-    print(
-        f"collector {writer.instance}: recovered {len(recovered)} segment(s) left open by "
-        f"stopped collectors; listening on http://{host}:{port}",
-        flush=True,
+    log.info(
+        "collector %s: recovered %d segment(s) left open by stopped collectors; "
+        "listening on http://%s:%d",
+        writer.instance,
+        len(recovered),
+        host,
+        port,
+        extra={"event": "started", "recovered_segments": len(recovered)},
     )
     auth = KeyAuthenticator(PostgresResource(url=database_url), cache_seconds=key_cache_seconds())
     config = uvicorn.Config(
-        create_app(settings, writer, auth),
+        create_app(settings, writer, auth, observed_stores(warehouse_url=database_url)),
         host=host,
         port=port,
         lifespan="on",
         access_log=False,
         log_level="warning",
+        log_config=None,  # keep the JSON handler use_json_logs installed
         limit_concurrency=MAX_CONNECTIONS,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )

@@ -16,6 +16,7 @@ installed or started by hand:
 | `COLLECTOR_*`     | the event collector's limits (`collector_settings`)       |
 | `KEY_CACHE_SECONDS` | `5`: how long a service trusts a key's cached state (revocation delay) |
 | `LANDING_RUN_MAX_TENANTS` | `50`: tenants one landing-sensor run covers |
+| `API_CLICKHOUSE_WAIT_SECONDS` | `1`: how long the read API waits for embedded chDB before a 503 |
 
 The Dagster definitions read these through `dagster.EnvVar`; `stack.py` fills
 in the defaults before Dagster starts.
@@ -33,6 +34,7 @@ CHDB_SCHEME = "chdb://"
 DEFAULT_START_DATE = "2026-01-01"
 DEFAULT_FRESHNESS_CRON = "15 * * * *"
 DEFAULT_KEY_CACHE_SECONDS = 5.0
+DEFAULT_API_CLICKHOUSE_WAIT_SECONDS = 1.0
 # Measured in benchmarks/scale_sensor.py (BENCHMARKS.md, scale-sensor).
 DEFAULT_LANDING_RUN_MAX_TENANTS = 50
 
@@ -112,6 +114,26 @@ def key_cache_seconds(environ: Mapping[str, str] | None = None) -> float:
     if not 0 <= seconds <= 3600:
         raise SettingsError(
             f"KEY_CACHE_SECONDS={value!r}: use a number of seconds from 0 to 3600 (default 5)"
+        )
+    return seconds
+
+
+def api_clickhouse_wait_seconds(environ: Mapping[str, str] | None = None) -> float:
+    """`API_CLICKHOUSE_WAIT_SECONDS`: the read API's longest wait for embedded chDB.
+
+    While a run holds the data path, a request waits at most this long, then is
+    answered 503 `clickhouse_busy` with a Retry-After, so no answer comes later than this
+    plus the query itself.
+    """
+    value = (os.environ if environ is None else environ).get("API_CLICKHOUSE_WAIT_SECONDS", "")
+    try:
+        seconds = float(value) if value else DEFAULT_API_CLICKHOUSE_WAIT_SECONDS
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 60:
+        raise SettingsError(
+            f"API_CLICKHOUSE_WAIT_SECONDS={value!r}: use a number of seconds from 0 to 60 "
+            f"(default {DEFAULT_API_CLICKHOUSE_WAIT_SECONDS:g})"
         )
     return seconds
 

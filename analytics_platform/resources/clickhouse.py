@@ -4,7 +4,8 @@
 server, `chdb:///absolute/path` for the in-process engine. chDB admits one
 process per data path, so every embedded session holds an inter-process file
 lock; a second process waits for it and fails with a clear message after
-`lock_timeout_seconds`.
+`lock_timeout_seconds`. While it waits it leaves a want marker (`chdb_handoff`),
+so the read API, which keeps its session between requests, hands it over.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dagster import ConfigurableResource
 from filelock import FileLock, Timeout
 from pydantic import Field
 
+from analytics_platform.resources.chdb_handoff import acquire_announced, lock_path
 from analytics_platform.settings import CHDB_SCHEME
 from analytics_platform.tenants.ids import validate_tenant_id
 
@@ -119,9 +121,9 @@ class ClickHouseResource(ConfigurableResource):
             return
         path = Path(self.url.removeprefix(CHDB_SCHEME))
         path.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(path) + ".lock")
+        lock = FileLock(str(lock_path(path)))
         try:
-            lock.acquire(timeout=self.lock_timeout_seconds)
+            acquire_announced(lock, path, self.lock_timeout_seconds)
         except Timeout as err:
             raise ClickHouseLockTimeout(
                 f"embedded ClickHouse (chDB) at {path} stayed busy for "

@@ -141,7 +141,8 @@ Start = Annotated[dt.date, Query(alias="from", description="First day (YYYY-MM-D
 End = Annotated[dt.date, Query(alias="to", description="Last day, included (YYYY-MM-DD).")]
 Site = Annotated[
     str | None,
-    Query(pattern=SITE_ID_PATTERN.pattern, description="One of the tenant's site ids."),
+    # The registry's pattern is for fullmatch; a query pattern is searched, so anchor it.
+    Query(pattern=f"^(?:{SITE_ID_PATTERN.pattern})$", description="One of the tenant's site ids."),
 ]
 Channel = Annotated[str | None, Query(pattern=CHANNEL_PATTERN, description="e.g. organic search")]
 

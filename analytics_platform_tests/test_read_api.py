@@ -386,3 +386,59 @@ def test_requests_generated_from_the_openapi_document_never_get_a_5xx(stack: Sta
             )
 
         never_fails()
+
+
+def test_the_server_reader_answers_as_the_embedded_one(stack: Stack):
+    """The server path (clickhouse-connect) sends the same SQL: its answers and ETags equal
+    the embedded API's. clickhouse-connect's chDB interface stands in for a server (the
+    same client calls, no HTTP); per-query readonly=1 is left out, as in test_query."""
+    import threading
+
+    import clickhouse_connect
+    import requests
+    import uvicorn
+    from filelock import FileLock
+
+    from analytics_platform.api.app import create_app
+    from analytics_platform.api.reader import ServerReader
+    from analytics_platform.process_groups import free_port
+    from analytics_platform.resources.chdb_handoff import acquire_announced, lock_path
+    from analytics_platform.tenants.keys import KeyAuthenticator
+
+    ours, _ = stack.tenants
+    visitor = stack.marts("SELECT visitor_id FROM marts.dim_visitors WHERE tenant_id = %s", ours)
+    paths = [*ENDPOINTS, f"/v1/sessions?{RANGE}&limit=5", f"/v1/visitors/{visitor[0][0]}"]
+    embedded = {path: stack.read(ours, path) for path in paths}
+
+    path = Path(stack.clickhouse.url.removeprefix("chdb://"))
+    lock = FileLock(str(lock_path(path)))
+    acquire_announced(lock, path, 30)  # the API hands the data path over
+    client = clickhouse_connect.get_client(dsn=stack.clickhouse.url)
+    auth = KeyAuthenticator(stack.postgres)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(ServerReader("chdb", client=client, settings={}), auth),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        headers = {"Authorization": f"Bearer {stack.keys[(ours, 'read')]}"}
+        for path_, want in embedded.items():
+            got = requests.get(f"http://127.0.0.1:{port}{path_}", headers=headers, timeout=30)
+            assert got.status_code == want.status_code == 200, (path_, got.text)
+            assert got.json() == want.json(), path_
+            assert got.headers["ETag"] == want.headers["ETag"], path_
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        client.close()
+        auth.close()
+        lock.release()

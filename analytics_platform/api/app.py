@@ -108,9 +108,18 @@ def only_parameters(*names: str) -> Callable[[Request], None]:
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows as dicts, SQL NULL (NaN/NaT in pandas) as None."""
+    """Rows as dicts, SQL NULL (NaN/NaT in pandas) as None, times in UTC.
+
+    Every served DateTime64 is UTC; clickhouse-connect hands them over without a zone
+    and chDB with one, so the naive ones are marked UTC and both answer alike.
+    """
     if frame.empty:
         return []
+    for column in frame.columns:
+        # Dates arrive as naive datetimes too; only the times (named so) get a zone.
+        naive = pd.api.types.is_datetime64_dtype(frame[column]) and frame[column].dt.tz is None
+        if naive and column.endswith(("_at", "_start", "_end")):
+            frame[column] = frame[column].dt.tz_localize("UTC")
     return frame.astype(object).where(frame.notna(), None).to_dict("records")
 
 

@@ -130,12 +130,13 @@ class EmbeddedReader:
 
 
 class _ServerSession:
-    def __init__(self, client: Any):
+    def __init__(self, client: Any, settings: dict[str, Any]):
         self._client = client
+        self._settings = settings
 
     def query_df(self, query: str) -> pd.DataFrame:
         try:
-            return self._client.query_df(query, settings={"readonly": 1})
+            return self._client.query_df(query, settings=self._settings)
         except Exception as err:  # clickhouse-connect's errors: network and server alike
             raise ClickHouseUnavailable(f"the ClickHouse server failed the query: {err}") from err
 
@@ -147,9 +148,10 @@ class ServerReader:
     connection; `readonly=1` goes with every query.
     """
 
-    def __init__(self, url: str, client: Any = None):
+    def __init__(self, url: str, client: Any = None, settings: dict[str, Any] | None = None):
         self.url = url
         self._client = client
+        self._settings = {"readonly": 1} if settings is None else settings
         self._guard = threading.Lock()
 
     def _connected(self) -> Any:
@@ -169,7 +171,7 @@ class ServerReader:
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
-        yield _ServerSession(self._connected())
+        yield _ServerSession(self._connected(), self._settings)
 
     def close(self) -> None:
         with self._guard:

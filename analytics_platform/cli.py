@@ -148,17 +148,22 @@ def api(host: str, port: int) -> None:
     from analytics_platform import stack
     from analytics_platform.api.server import serve
     from analytics_platform.resources.postgres import PostgresResource
-    from analytics_platform.settings import SettingsError, api_clickhouse_wait_seconds
+    from analytics_platform.settings import (
+        SettingsError,
+        api_clickhouse_wait_seconds,
+        api_response_cache_bytes,
+    )
 
     try:
         wait_seconds = api_clickhouse_wait_seconds()
+        cache_bytes = api_response_cache_bytes()
     except SettingsError as err:
         raise click.ClickException(str(err)) from err
     settings = load_settings()
     database_url = stack.warehouse_url(settings)
     PostgresResource(url=database_url).ensure_warehouse()
     clickhouse_url = settings.clickhouse_url or settings.embedded_clickhouse_url
-    serve(database_url, clickhouse_url, wait_seconds, host, port)
+    serve(database_url, clickhouse_url, wait_seconds, host, port, cache_bytes)
 
 
 @main.command()

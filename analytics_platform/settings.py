@@ -17,6 +17,7 @@ installed or started by hand:
 | `KEY_CACHE_SECONDS` | `5`: how long a service trusts a key's cached state (revocation delay) |
 | `LANDING_RUN_MAX_TENANTS` | `50`: tenants one landing-sensor run covers |
 | `API_CLICKHOUSE_WAIT_SECONDS` | `1`: how long the read API waits for embedded chDB before a 503 |
+| `API_RESPONSE_CACHE_MB` | `64`: answers the read API keeps by ETag (0: none) |
 
 The Dagster definitions read these through `dagster.EnvVar`; `stack.py` fills
 in the defaults before Dagster starts.
@@ -136,6 +137,24 @@ def api_clickhouse_wait_seconds(environ: Mapping[str, str] | None = None) -> flo
             f"(default {DEFAULT_API_CLICKHOUSE_WAIT_SECONDS:g})"
         )
     return seconds
+
+
+def api_response_cache_bytes(environ: Mapping[str, str] | None = None) -> int:
+    """`API_RESPONSE_CACHE_MB`: memory for answers the read API keeps by their ETag.
+
+    An ETag names the served parts, so a kept answer is never stale; 0 turns it off.
+    """
+    value = (os.environ if environ is None else environ).get("API_RESPONSE_CACHE_MB", "")
+    try:
+        megabytes = float(value) if value else 64.0
+    except ValueError:
+        megabytes = -1.0
+    if not 0 <= megabytes <= 65536:
+        raise SettingsError(
+            f"API_RESPONSE_CACHE_MB={value!r}: use a number of megabytes from 0 to 65536 "
+            "(default 64; 0 keeps nothing)"
+        )
+    return int(megabytes * (1 << 20))
 
 
 def landing_run_max_tenants(environ: Mapping[str, str] | None = None) -> int:

@@ -29,6 +29,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from analytics_platform.api import models, queries
+from analytics_platform.api.cache import ResponseCache
 from analytics_platform.api.reader import ClickHouseBusy, ClickHouseUnavailable, ServingReader
 from analytics_platform.tenants.ids import SITE_ID_PATTERN, validate_tenant_id
 
@@ -157,9 +158,15 @@ Channel = Annotated[str | None, Query(pattern=CHANNEL_PATTERN, description="e.g.
 
 
 def create_app(
-    reader: ServingReader, auth: Authenticator, *, database_prefix: str = "tenant_"
+    reader: ServingReader,
+    auth: Authenticator,
+    *,
+    database_prefix: str = "tenant_",
+    cache_bytes: int = 64 << 20,
 ) -> FastAPI:
-    """The read API over `reader` (embedded or server), checking keys with `auth`."""
+    """The read API over `reader` (embedded or server), checking keys with `auth`;
+    answers are kept by ETag in up to `cache_bytes` (API_RESPONSE_CACHE_MB)."""
+    cache = ResponseCache(cache_bytes)
     app = FastAPI(
         title="analytics-platform read API",
         version="1",
@@ -198,17 +205,18 @@ def create_app(
         database = database_prefix + validate_tenant_id(tenant)
         try:
             with reader.reading() as session:
-                found = session.query_df(queries.fingerprint_sql(database, table)).iloc[0]
-                if int(found["found"]) == 0:
+                uuid = session.query_df(queries.table_uuid_sql(database, table))
+                if uuid.empty:
                     raise ApiError(
                         404, "not_served", "nothing has been served for this key's tenant yet"
                     )
+                found = session.query_df(queries.fingerprint_sql(database, table)).iloc[0]
                 etag = _etag(
                     [
                         tenant,
                         request.url.path,
                         str(sorted(request.query_params.multi_items())),
-                        str(found["table_uuid"]),
+                        str(uuid["table_uuid"].iloc[0]),
                         str(found["parts"]),
                         str(found["part_count"]),
                     ]
@@ -223,6 +231,9 @@ def create_app(
                     headers["Last-Modified"] = modified.strftime("%a, %d %b %Y %H:%M:%S GMT")
                 if _matches(request.headers.get("if-none-match"), etag):
                     return Response(status_code=304, headers=headers)
+                cached = cache.get(etag)
+                if cached is not None:
+                    return Response(cached, 200, headers, media_type="application/json")
                 frame = session.query_df(sql(database))
         except ClickHouseBusy as err:
             raise ApiError(
@@ -235,8 +246,9 @@ def create_app(
             raise ApiError(
                 503, "clickhouse_unavailable", str(err), headers={"Retry-After": "5"}
             ) from None
-        body = shape(_records(frame))
-        return Response(body.model_dump_json(), 200, headers, media_type="application/json")
+        body = shape(_records(frame)).model_dump_json().encode()
+        cache.put(etag, body)
+        return Response(body, 200, headers, media_type="application/json")
 
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, err: ApiError) -> Response:

@@ -54,19 +54,23 @@ def _and(conditions: list[str]) -> str:
     return " AND ".join(conditions) if conditions else "1"
 
 
-def fingerprint_sql(database: str, name: str) -> str:
-    """What identifies the table's served contents: its uuid (a recreated table is a new
-    one), a digest of its active parts (every swap and merge writes new ones) and
-    when the newest part was written. Metadata only: no column is read."""
-    where = f"database = {sql_string(database)} AND table = {sql_string(name)}"
+def table_uuid_sql(database: str, name: str) -> str:
+    """The table's uuid (no row: the table does not exist); a recreated table is a new one."""
     return (
-        "SELECT (SELECT count() FROM system.tables WHERE database = "
-        f"{sql_string(database)} AND name = {sql_string(name)}) AS found, "
-        f"(SELECT toString(any(uuid)) FROM system.tables WHERE database = {sql_string(database)} "
-        f"AND name = {sql_string(name)}) AS table_uuid, "
-        "toString(groupBitXor(cityHash64(name))) AS parts, count() AS part_count, "
-        "toString(max(modification_time)) AS modified "
-        f"FROM system.parts WHERE {where} AND active"
+        "SELECT toString(uuid) AS table_uuid FROM system.tables "
+        f"WHERE database = {sql_string(database)} AND name = {sql_string(name)}"
+    )
+
+
+def fingerprint_sql(database: str, name: str) -> str:
+    """What identifies the table's served contents, with its uuid: a digest of its active
+    parts (every swap and merge writes new ones) and when the newest was written.
+    Metadata only: no column is read. Two queries, not one with a scalar subquery on
+    system.tables, which costs ten times more."""
+    return (
+        "SELECT toString(groupBitXor(cityHash64(name))) AS parts, count() AS part_count, "
+        "toString(toTimeZone(max(modification_time), 'UTC')) AS modified FROM system.parts "
+        f"WHERE database = {sql_string(database)} AND table = {sql_string(name)} AND active"
     )
 
 

@@ -21,7 +21,12 @@ MAX_CONNECTIONS = 1024
 
 
 def serve(
-    database_url: str, clickhouse_url: str, wait_seconds: float, host: str, port: int
+    database_url: str,
+    clickhouse_url: str,
+    wait_seconds: float,
+    host: str,
+    port: int,
+    cache_bytes: int = 64 << 20,
 ) -> None:
     from analytics_platform.resources.postgres import PostgresResource
     from analytics_platform.tenants.keys import KeyAuthenticator
@@ -30,7 +35,7 @@ def serve(
     reader = serving_reader(clickhouse_url, wait_seconds)
     print(f"read API listening on http://{host}:{port} (OpenAPI at /openapi.json)", flush=True)
     config = uvicorn.Config(
-        create_app(reader, auth),
+        create_app(reader, auth, cache_bytes=cache_bytes),
         host=host,
         port=port,
         lifespan="on",

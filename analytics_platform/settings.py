@@ -124,7 +124,7 @@ def api_clickhouse_wait_seconds(environ: Mapping[str, str] | None = None) -> flo
 
     While a run holds the data path, a request waits at most this long, then is
     answered 503 `clickhouse_busy` with a Retry-After, so no answer comes later than this
-    plus the query itself.
+    plus reopening chDB (~0.1 s) and the query itself.
     """
     value = (os.environ if environ is None else environ).get("API_CLICKHOUSE_WAIT_SECONDS", "")
     try:

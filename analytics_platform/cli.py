@@ -173,6 +173,35 @@ def collector(host: str, port: int) -> None:
 
 
 @main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8089, show_default=True)
+def api(host: str, port: int) -> None:
+    """Serve the read API: GET /v1/... for read keys (tenants keys create T --kind read).
+
+    A process of its own, apart from the collector, so reads never delay an ack.
+    """
+    from analytics_platform import stack
+    from analytics_platform.api.server import serve
+    from analytics_platform.resources.postgres import PostgresResource
+    from analytics_platform.settings import (
+        SettingsError,
+        api_clickhouse_wait_seconds,
+        api_response_cache_bytes,
+    )
+
+    try:
+        wait_seconds = api_clickhouse_wait_seconds()
+        cache_bytes = api_response_cache_bytes()
+    except SettingsError as err:
+        raise click.ClickException(str(err)) from err
+    settings = load_settings()
+    database_url = stack.warehouse_url(settings)
+    PostgresResource(url=database_url).ensure_warehouse()
+    clickhouse_url = settings.clickhouse_url or settings.embedded_clickhouse_url
+    serve(database_url, clickhouse_url, wait_seconds, host, port, cache_bytes)
+
+
+@main.command()
 @click.argument("target", metavar="MODEL.COLUMN")
 @click.option(
     "--format", "output", type=click.Choice(["tree", "json"]), default="tree", show_default=True

@@ -17,6 +17,8 @@ installed or started by hand:
 | `KEY_CACHE_SECONDS` | `5`: how long a service trusts a key's cached state (revocation delay) |
 | `LANDING_RUN_MAX_TENANTS` | `50`: tenants one landing-sensor run covers |
 | `PLATFORM_SHARD`  | empty: the code location is the deployment's only tenant shard |
+| `API_CLICKHOUSE_WAIT_SECONDS` | `1`: how long the read API waits for embedded chDB before a 503 |
+| `API_RESPONSE_CACHE_MB` | `64`: answers the read API keeps by ETag (0: none) |
 
 The Dagster definitions read these through `dagster.EnvVar`; `stack.py` fills
 in the defaults before Dagster starts.
@@ -35,6 +37,7 @@ CHDB_SCHEME = "chdb://"
 DEFAULT_START_DATE = "2026-01-01"
 DEFAULT_FRESHNESS_CRON = "15 * * * *"
 DEFAULT_KEY_CACHE_SECONDS = 5.0
+DEFAULT_API_CLICKHOUSE_WAIT_SECONDS = 1.0
 # Measured in benchmarks/scale_sensor.py (BENCHMARKS.md, scale-sensor).
 DEFAULT_LANDING_RUN_MAX_TENANTS = 50
 
@@ -116,6 +119,44 @@ def key_cache_seconds(environ: Mapping[str, str] | None = None) -> float:
             f"KEY_CACHE_SECONDS={value!r}: use a number of seconds from 0 to 3600 (default 5)"
         )
     return seconds
+
+
+def api_clickhouse_wait_seconds(environ: Mapping[str, str] | None = None) -> float:
+    """`API_CLICKHOUSE_WAIT_SECONDS`: the read API's longest wait for embedded chDB.
+
+    While a run holds the data path, a request waits at most this long, then is
+    answered 503 `clickhouse_busy` with a Retry-After, so no answer comes later than this
+    plus reopening chDB (~0.1 s) and the query itself.
+    """
+    value = (os.environ if environ is None else environ).get("API_CLICKHOUSE_WAIT_SECONDS", "")
+    try:
+        seconds = float(value) if value else DEFAULT_API_CLICKHOUSE_WAIT_SECONDS
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 60:
+        raise SettingsError(
+            f"API_CLICKHOUSE_WAIT_SECONDS={value!r}: use a number of seconds from 0 to 60 "
+            f"(default {DEFAULT_API_CLICKHOUSE_WAIT_SECONDS:g})"
+        )
+    return seconds
+
+
+def api_response_cache_bytes(environ: Mapping[str, str] | None = None) -> int:
+    """`API_RESPONSE_CACHE_MB`: memory for answers the read API keeps by their ETag.
+
+    An ETag names the served parts, so a kept answer is never stale; 0 turns it off.
+    """
+    value = (os.environ if environ is None else environ).get("API_RESPONSE_CACHE_MB", "")
+    try:
+        megabytes = float(value) if value else 64.0
+    except ValueError:
+        megabytes = -1.0
+    if not 0 <= megabytes <= 65536:
+        raise SettingsError(
+            f"API_RESPONSE_CACHE_MB={value!r}: use a number of megabytes from 0 to 65536 "
+            "(default 64; 0 keeps nothing)"
+        )
+    return int(megabytes * (1 << 20))
 
 
 def landing_run_max_tenants(environ: Mapping[str, str] | None = None) -> int:

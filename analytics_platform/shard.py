@@ -25,6 +25,11 @@ def asset_name(key: AssetKey) -> str:
     return key.path[-1]
 
 
+# A shard's ClickHouse names, so shards can share a ClickHouse server or cluster.
+TENANT_DATABASE_PREFIX = f"{SHARD}_tenant_" if SHARD else "tenant_"
+SCRATCH_DATABASE = f"_serving_load_{SHARD}" if SHARD else "_serving_load"
+
+
 # The concurrency pool of steps that open this shard's ClickHouse (one at a time for
 # embedded chDB, dagster.yaml's default_limit 1): shards share the instance's pools
 # by name, and each has its own ClickHouse, so each has its own pool.

@@ -27,9 +27,9 @@ POSTGRES_INIT_DIR = "/docker-entrypoint-initdb.d"
 DAGSTER_SERVICES = ("code", "webserver", "daemon")
 COLLECTOR = "collector"
 MONITORING = ("prometheus", "grafana")
-ALL_SERVICES = ("postgres", "clickhouse", *DAGSTER_SERVICES, COLLECTOR, *MONITORING)
 # The read API (another service of the same image) listens here; Prometheus scrapes it.
 API_SERVICE, API_PORT = "api", "8089"
+ALL_SERVICES = ("postgres", "clickhouse", *DAGSTER_SERVICES, COLLECTOR, API_SERVICE, *MONITORING)
 STORES = ("postgres", "clickhouse")
 # Variables the platform reads (settings.py, definitions.py, dagster.yaml).
 REQUIRED_ENV = (
@@ -499,6 +499,32 @@ def test_collector_settings_in_compose_are_ones_the_collector_reads(
     named = {key for key in env if key.startswith("COLLECTOR_")}
     assert named and named <= set(COLLECTOR_DEFAULTS), named - set(COLLECTOR_DEFAULTS)
     collector_settings({key: _render(env[key]) for key in named})  # defaults are accepted
+
+
+def test_read_api_serves_on_its_published_port_from_the_code_servers_stores(
+    services: dict[str, Any],
+) -> None:
+    from analytics_platform.settings import api_clickhouse_wait_seconds
+
+    api, code = _service(services, API_SERVICE), _service(services, "code")
+    assert api.get("image") == code.get("image")
+    args = _command(api)
+    assert args[:2] == ["analytics-platform", "api"], args
+    assert _option(args, "--host") == "0.0.0.0", "reachable from outside its container"
+    port = _option(args, "--port")
+    published = [str(p).split(":")[-1] for p in api.get("ports") or []]
+    assert port and port in published, f"read API port {port} is not published ({published})"
+    check = " ".join(map(str, (api.get("healthcheck") or {}).get("test") or []))
+    assert f"127.0.0.1:{port}/" in check, f"the healthcheck should ask the API's port: {check}"
+    env, code_env = _environment(api), _environment(code)
+    # Keys live in the warehouse; the served tables in the code server's ClickHouse.
+    for key in ("DATABASE_URL", "CLICKHOUSE_URL"):
+        assert env.get(key) == code_env.get(key), (key, env.get(key), code_env.get(key))
+    api_clickhouse_wait_seconds(
+        {"API_CLICKHOUSE_WAIT_SECONDS": _render(env["API_CLICKHOUSE_WAIT_SECONDS"])}
+    )
+    for store in STORES:
+        assert (api.get("depends_on") or {}).get(store, {}).get("condition") == "service_healthy"
 
 
 # --------------------------------------------------------------------------- image

@@ -4,7 +4,8 @@
 server, `chdb:///absolute/path` for the in-process engine. chDB admits one
 process per data path, so every embedded session holds an inter-process file
 lock; a second process waits for it and fails with a clear message after
-`lock_timeout_seconds`.
+`lock_timeout_seconds`. While it waits it leaves a want marker (`chdb_handoff`),
+so the read API, which keeps its session between requests, hands it over.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from dagster import ConfigurableResource
 from filelock import FileLock, Timeout
 from pydantic import Field
 
+from analytics_platform.resources.chdb_handoff import acquire_announced, lock_path
 from analytics_platform.settings import CHDB_SCHEME
-from analytics_platform.shard import SHARD
+from analytics_platform.shard import SCRATCH_DATABASE, TENANT_DATABASE_PREFIX
 from analytics_platform.tenants.ids import validate_tenant_id
 
 
@@ -92,13 +94,12 @@ class ClickHouseResource(ConfigurableResource):
     url: str = Field(
         description="CLICKHOUSE_URL: http(s)://... for a server, chdb:///path for chDB."
     )
-    # A shard's own names (PLATFORM_SHARD), so shards can share a ClickHouse server.
+    # The shard's own names (PLATFORM_SHARD), so shards can share a ClickHouse server.
     database_prefix: str = Field(
-        default=f"{SHARD}_tenant_" if SHARD else "tenant_",
-        description="Tenant database = prefix + id.",
+        default=TENANT_DATABASE_PREFIX, description="Tenant database = prefix + id."
     )
     scratch_database: str = Field(
-        default=f"_serving_load_{SHARD}" if SHARD else "_serving_load",
+        default=SCRATCH_DATABASE,
         description="Where rows wait on their way into a tenant's table (no tenant reads it).",
     )
     lock_timeout_seconds: float = Field(
@@ -124,9 +125,9 @@ class ClickHouseResource(ConfigurableResource):
             return
         path = Path(self.url.removeprefix(CHDB_SCHEME))
         path.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(path) + ".lock")
+        lock = FileLock(str(lock_path(path)))
         try:
-            lock.acquire(timeout=self.lock_timeout_seconds)
+            acquire_announced(lock, path, self.lock_timeout_seconds)
         except Timeout as err:
             raise ClickHouseLockTimeout(
                 f"embedded ClickHouse (chDB) at {path} stayed busy for "

@@ -557,6 +557,8 @@ def main() -> None:
     if args.quick:
         args.tenants, args.days, args.runs, args.events = "10,30", 20, "3:3", 100
     measured = measure(args)
+    if not args.tenants:  # daily runs only: the ticks' results and section stay as they were
+        return
     if RESULTS.exists():  # a part not measured now (`--tenants ""`, `--runs ""`) is kept
         earlier = json.loads(RESULTS.read_text())
         for part, commit in (("rows", "after_commit"), ("daily_runs", "runs_commit")):

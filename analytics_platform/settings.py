@@ -15,7 +15,7 @@ installed or started by hand:
 | `LANDING_TIMESTAMP_TOLERANCE_MINUTES` | `0`: the landing loader's and checks' tolerance |
 | `COLLECTOR_*`     | the event collector's limits (`collector_settings`)       |
 | `KEY_CACHE_SECONDS` | `5`: how long a service trusts a key's cached state (revocation delay) |
-| `LANDING_RUN_MAX_TENANTS` | `50`: tenants one landing-sensor run covers |
+| `LANDING_RUN_MAX_TENANTS` | `1000`: tenants one landing-sensor run covers |
 
 The Dagster definitions read these through `dagster.EnvVar`; `stack.py` fills
 in the defaults before Dagster starts.
@@ -34,7 +34,7 @@ DEFAULT_START_DATE = "2026-01-01"
 DEFAULT_FRESHNESS_CRON = "15 * * * *"
 DEFAULT_KEY_CACHE_SECONDS = 5.0
 # Measured in benchmarks/scale_sensor.py (BENCHMARKS.md, scale-sensor).
-DEFAULT_LANDING_RUN_MAX_TENANTS = 50
+DEFAULT_LANDING_RUN_MAX_TENANTS = 1000
 
 
 class SettingsError(ValueError):

@@ -15,7 +15,7 @@ installed or started by hand:
 | `LANDING_TIMESTAMP_TOLERANCE_MINUTES` | `0`: the landing loader's and checks' tolerance |
 | `COLLECTOR_*`     | the event collector's limits (`collector_settings`)       |
 | `KEY_CACHE_SECONDS` | `5`: how long a service trusts a key's cached state (revocation delay) |
-| `LANDING_RUN_MAX_TENANTS` | `50`: tenants one landing-sensor run covers |
+| `LANDING_RUN_MAX_TENANTS` | `1000`: tenants one landing-sensor run covers |
 | `PLATFORM_SHARD`  | empty: the code location is the deployment's only tenant shard |
 | `API_CLICKHOUSE_WAIT_SECONDS` | `1`: how long the read API waits for embedded chDB before a 503 |
 | `API_RESPONSE_CACHE_MB` | `64`: answers the read API keeps by ETag (0: none) |
@@ -39,7 +39,7 @@ DEFAULT_FRESHNESS_CRON = "15 * * * *"
 DEFAULT_KEY_CACHE_SECONDS = 5.0
 DEFAULT_API_CLICKHOUSE_WAIT_SECONDS = 1.0
 # Measured in benchmarks/scale_sensor.py (BENCHMARKS.md, scale-sensor).
-DEFAULT_LANDING_RUN_MAX_TENANTS = 50
+DEFAULT_LANDING_RUN_MAX_TENANTS = 1000
 
 
 class SettingsError(ValueError):

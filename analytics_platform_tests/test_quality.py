@@ -16,6 +16,7 @@ from dagster import (
 )
 
 from analytics_platform.assets.dbt import partitioned_dbt_vars, slice_environment
+from analytics_platform.assets.serving import SERVING_STEP
 from analytics_platform.checks import schemas
 from analytics_platform.checks.freshness import every_active_tenant_fresh, tenant_freshness_job
 from analytics_platform.checks.layers import MARTS_CHECKS, RAW_CHECKS, STAGING_CHECKS
@@ -299,7 +300,7 @@ def test_a_failed_blocking_staging_check_stops_marts_and_serving_in_the_same_run
     assert {"raw_file_events", "stg_events"} <= built
     assert not built & {"fct_sessions", "fct_daily_metrics", "serving_daily_metrics"}
     started = {e.step_key for e in result.all_events if e.event_type == DagsterEventType.STEP_START}
-    assert not started & {"analytics_dbt_marts", "marts_checks", "serving_daily_metrics"}
+    assert not started & {"analytics_dbt_marts", "marts_checks", SERVING_STEP}
 
 
 def failed_dbt_tests(resources, tenant: str, selection: str, target) -> set[str]:

@@ -48,8 +48,8 @@ def test_the_default_cron_is_used_when_unset_or_empty():
     assert tenant_freshness_cron({"TENANT_FRESHNESS_CRON": ""}) == "15 * * * *"
 
 
-def test_landing_runs_cover_fifty_tenants_unless_set():
-    assert landing_run_max_tenants({}) == 50
+def test_landing_runs_cover_a_thousand_tenants_unless_set():
+    assert landing_run_max_tenants({}) == 1000
     assert landing_run_max_tenants({"LANDING_RUN_MAX_TENANTS": "1"}) == 1
 
 

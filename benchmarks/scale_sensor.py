@@ -43,12 +43,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common import fresh_database, use_platform, write_section  # noqa: E402
+from common import (  # noqa: E402
+    RECORDS,
+    fresh_database,
+    record_lines,
+    replace_record,
+    step_seconds,
+    use_platform,
+    write_section,
+)
 
 WORK = ROOT / "benchmarks" / ".work" / "sensor"
 RESULTS = ROOT / "benchmarks" / "results" / "scale_sensor.json"
 # main's figures, measured with `--impl before` when this part started (the old sensor's
 # 1,000-tenant ticks alone take minutes).
+# The daily runs, case by case under "before" / "after" (replace_record).
+RUN_RESULTS = ROOT / "benchmarks" / "results" / "scale_daily_run.json"
 BEFORE_RESULTS = ROOT / "benchmarks" / "results" / "scale_sensor_before.json"
 BEFORE_COMMIT = "504b68a"  # main when this part started
 START_DATE = "2025-01-01"  # before the 400 days measured, so none is before_start
@@ -229,10 +239,12 @@ def measure(args) -> dict:
     sizes = [int(n) for n in args.tenants.split(",") if n]
     rows = measure_ticks(args, sizes) if sizes else []
     cases = [tuple(int(n) for n in case.split(":")) for case in args.runs.split(",") if case]
-    runs = measure_daily_runs(cases, args.events) if cases else []
+    if cases:  # stored case by case in RUN_RESULTS, not in this part's results
+        measure_daily_runs(cases, args.events, args.record)
+        write_section("scale-daily-run", daily_run_report(json.loads(RUN_RESULTS.read_text())))
     return {
         "rows": rows,
-        "daily_runs": runs,
+        "daily_runs": [],
         "events_per_tenant": args.events,
         "before_commit": BEFORE_COMMIT,
         "after_commit": commit,
@@ -288,7 +300,8 @@ def measure_ticks(args, sizes: list[int]) -> list[dict]:
 
 def execute_daily_runs(instance, tenants: list[str], max_tenants: int) -> dict:
     """The daily-arrival tick for `tenants` (their files landed), then each run it requests
-    executed in-process on `instance`, one after another, through serving."""
+    executed in-process on `instance`, one after another, through serving; with each
+    run's step times (summed over runs per step: where the time goes)."""
     from analytics_platform.definitions import defs
     from analytics_platform.resources.landing import LandingZoneResource
     from analytics_platform.resources.postgres import PostgresResource
@@ -302,7 +315,7 @@ def execute_daily_runs(instance, tenants: list[str], max_tenants: int) -> dict:
     tick, tick_s, _ = timed(evaluate_landing, landing, postgres, registered, cursor, time.time())
     job = defs.resolve_job_def("tenant_day_pipeline")
     quiet = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
-    runs = []
+    runs, steps = [], {}
     began = time.perf_counter()
     for request in tick.run_requests:
         result, seconds, load = timed(
@@ -313,6 +326,9 @@ def execute_daily_runs(instance, tenants: list[str], max_tenants: int) -> dict:
         )
         assert result.success, request.run_key
         runs.append({"tenants": _tenant_days(request), "s": seconds, "load": load})
+        for step, step_s in step_seconds(instance, result.run_id).items():
+            steps[step] = round(steps.get(step, 0.0) + step_s, 2)
+        print(json.dumps({**runs[-1], "steps": step_seconds(instance, result.run_id)}), flush=True)
     return {
         "tenants": len(tenants),
         "max_tenants": max_tenants,
@@ -321,14 +337,17 @@ def execute_daily_runs(instance, tenants: list[str], max_tenants: int) -> dict:
         "total_s": round(time.perf_counter() - began, 1),
         "per_run_s": [r["s"] for r in runs],
         "load": [r["load"] for r in runs],
+        "step_s": steps,
     }
 
 
-def measure_daily_runs(cases: list[tuple[int, int]], events: int) -> list[dict]:
+def measure_daily_runs(cases: list[tuple[int, int]], events: int, record: str) -> list[dict]:
     """Part 3: for each (tenants, LANDING_RUN_MAX_TENANTS), new tenants' files of yesterday
     (`events` events each), the tick, and the runs executed in-process on a Postgres-backed
     instance (the project's dagster.yaml), raw -> dbt -> ClickHouse. One warehouse, one
-    chDB folder and one Dagster storage for all cases; each case its own tenants."""
+    chDB folder and one Dagster storage for all cases; each case its own tenants, already
+    provisioned (their ClickHouse databases migrated, untimed) as a daily run finds them.
+    Each case is stored as it ends, as `record`'s row for its size (`store_case`)."""
     work = WORK / "runs"
     shutil.rmtree(work, ignore_errors=True)
     (work / "home").mkdir(parents=True)
@@ -337,12 +356,26 @@ def measure_daily_runs(cases: list[tuple[int, int]], events: int) -> list[dict]:
         use_platform(warehouse, work)
         os.environ.update(DAGSTER_POSTGRES_URL=storage, DAGSTER_ARTIFACTS_DIR=str(work / "dg"))
         try:
-            return _run_cases(work, warehouse, cases, events)
+            return _run_cases(work, warehouse, cases, events, record)
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _run_cases(work: Path, warehouse: str, cases, events: int) -> list[dict]:
+def provision(postgres, tenants: list[str]) -> float:
+    """Create and migrate the tenants' ClickHouse databases in one session: set-up, untimed
+    in the run (a daily run serves tenants provisioned long before). Its seconds."""
+    from analytics_platform.resources.clickhouse import ClickHouseResource
+    from analytics_platform.tenants.migrations import migrate_tenant
+
+    began = time.perf_counter()
+    clickhouse = ClickHouseResource(url=os.environ["CLICKHOUSE_URL"])
+    with clickhouse.session() as session:
+        for tenant in tenants:
+            migrate_tenant(postgres, clickhouse, session, tenant)
+    return round(time.perf_counter() - began, 1)
+
+
+def _run_cases(work: Path, warehouse: str, cases, events: int, record: str) -> list[dict]:
     from dagster import DagsterInstance
 
     from analytics_platform.demo.generator import generate_landing
@@ -356,14 +389,106 @@ def _run_cases(work: Path, warehouse: str, cases, events: int) -> list[dict]:
         # A warm-up case first (imports, the first dbt parse, ClickHouse tables): not reported.
         for index, (count, max_tenants) in enumerate([(1, 1), *cases]):
             tenants = [f"r{index}_{i:04d}" for i in range(count)]
+            load_before = os.getloadavg()
+            began = time.perf_counter()
             register(postgres, tenants, [])
             instance.add_dynamic_partitions("tenants", tenants)
             generate_landing(
                 Path(os.environ["LANDING_DIR"]), tenants, [yesterday], events_per_day=events
             )
-            rows.append(execute_daily_runs(instance, tenants, max_tenants))
-            print(json.dumps(rows[-1]), flush=True)
-    return rows[1:]
+            provision_s = provision(postgres, tenants)
+            setup_s = round(time.perf_counter() - began, 1)
+            row = execute_daily_runs(instance, tenants, max_tenants)
+            row.update(
+                setup_s=setup_s,
+                provision_s=provision_s,
+                load_average_before=[round(x, 2) for x in load_before],
+                events_per_tenant=events,
+            )
+            print(json.dumps(row), flush=True)
+            if index:
+                rows.append(store_case(record, row))
+    return rows
+
+
+def store_case(record: str, row: dict) -> dict:
+    """`row` as `record`'s case for its (tenants, run size), every other case and record
+    kept: one case measured now replaces only itself."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    row = {
+        **row,
+        "commit": commit,
+        "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    earlier = json.loads(RUN_RESULTS.read_text()).get(record, {}) if RUN_RESULTS.exists() else {}
+    cases = {**earlier.get("cases", {}), f"{row['tenants']}:{row['max_tenants']}": row}
+    replace_record(
+        RUN_RESULTS,
+        record,
+        {
+            "cases": cases,
+            "machine": f"{os.cpu_count()} cores, shared",
+            "load_average_before": row["load_average_before"],
+            "measured_at": row["measured_at"],
+        },
+    )
+    return row
+
+
+def step_kinds(step_s: dict[str, float]) -> dict[str, float]:
+    """Step seconds summed by kind: the raw load, dbt, the check steps, serving."""
+    kinds = dict.fromkeys(("raw", "dbt", "checks", "serving"), 0.0)
+    for step, seconds in step_s.items():
+        kind = (
+            "checks"
+            if step.endswith("_checks")
+            else "dbt"
+            if step.startswith("analytics_dbt_")
+            else "serving"
+            if step.startswith("serving_")
+            else "raw"
+        )
+        kinds[kind] += seconds
+    return kinds
+
+
+def daily_run_report(results: dict) -> str:
+    """BENCHMARKS.md section `scale-daily-run`: every case of both records."""
+    lines = [
+        "## Scale: the daily run (`benchmarks/scale_sensor.py --runs`)",
+        "",
+        "One file per tenant for yesterday (1,000 events each, tenants already provisioned), "
+        "the landing sensor's tick, then each run it requests executed in-process "
+        "(`execute_in_process`, one after another) on a Postgres-backed instance (the "
+        "project's dagster.yaml): raw, dbt staging and marts, checks, ClickHouse (chDB). "
+        "`before` = the code before batched serving, `after` = this branch. Set-up "
+        "(landing files, registry, provisioning) is not in the times. Load average: the "
+        "1-minute figure before the case, and during its runs. Outside steps: the run's "
+        "start and Dagster's events written before and between steps (an "
+        "ASSET_MATERIALIZATION_PLANNED per asset and tenant-day). Target: 1,000 tenants in "
+        "<= 10 minutes.",
+        "",
+        "| code | tenants | LANDING_RUN_MAX_TENANTS | runs | per run (min / median / max) | "
+        "all runs | s per tenant | raw / dbt / checks / serving steps | outside steps | "
+        "load before / during |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for record in RECORDS:
+        cases = results.get(record, {}).get("cases", {})
+        for r in sorted(cases.values(), key=lambda r: (r["tenants"], r["max_tenants"])):
+            per = sorted(r["per_run_s"])
+            kinds = step_kinds(r["step_s"])
+            lines.append(
+                f"| {record} at {r['commit']} | {r['tenants']:,} | {r['max_tenants']} | "
+                f"{r['runs']} | {per[0]} / {per[len(per) // 2]} / {per[-1]} s | "
+                f"{r['total_s']} s | {r['total_s'] / r['tenants']:.2f} | "
+                + " / ".join(f"{kinds[k]:.0f}" for k in ("raw", "dbt", "checks", "serving"))
+                + f" s | {r['total_s'] - sum(kinds.values()):.0f} s | "
+                f"{r['load_average_before'][0]} / {min(r['load'])}-{max(r['load'])} |"
+            )
+    return "\n".join([*lines, "", *record_lines(results)])
 
 
 def _tick_row(row: dict, name: str, m: dict) -> str:
@@ -444,12 +569,17 @@ def main() -> None:
         default="10:1,10:10,100:10,100:50,100:100",
         help="daily-run cases, tenants:LANDING_RUN_MAX_TENANTS (empty: none)",
     )
+    parser.add_argument(
+        "--record", choices=RECORDS, default="after", help="the daily runs' row set"
+    )
     parser.add_argument("--events", type=int, default=1000, help="events per tenant-day")
     parser.add_argument("--quick", action="store_true", help="10 and 30 tenants x 20 days")
     args = parser.parse_args()
     if args.quick:
         args.tenants, args.days, args.runs, args.events = "10,30", 20, "3:3", 100
     measured = measure(args)
+    if not args.tenants:  # daily runs only: the ticks' results and section stay as they were
+        return
     if RESULTS.exists():  # a part not measured now (`--tenants ""`, `--runs ""`) is kept
         earlier = json.loads(RESULTS.read_text())
         for part, commit in (("rows", "after_commit"), ("daily_runs", "runs_commit")):

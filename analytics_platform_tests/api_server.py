@@ -6,7 +6,6 @@ Started in its own process group and stopped by its PID; every wait is bounded.
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,12 +13,9 @@ from pathlib import Path
 import requests
 
 from analytics_platform.process_groups import (
-    free_port,
-    log_tail,
-    start_process_group,
     stop_process_group,
 )
-from analytics_platform_tests.cli_harness import BIN, REPO
+from analytics_platform_tests.cli_harness import start_server
 
 START_TIMEOUT_SECONDS = 60
 
@@ -44,22 +40,5 @@ class RunningApi:
 
 def start_api(env: Mapping[str, str], log: Path) -> RunningApi:
     """Start the read API on a free port and wait until it serves /openapi.json."""
-    port = free_port()
-    process = start_process_group(
-        [str(BIN / "analytics-platform"), "api", "--port", str(port)], log=log, env=env, cwd=REPO
-    )
-    api = RunningApi(process, f"http://127.0.0.1:{port}", log)
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the read API exited {process.returncode}: {log_tail(log)}")
-        try:
-            if requests.get(f"{api.url}/openapi.json", timeout=2).status_code == 200:
-                return api
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.1)
-    stop_process_group(process)
-    raise AssertionError(
-        f"the read API did not start in {START_TIMEOUT_SECONDS} s: {log_tail(log)}"
-    )
+    process, url = start_server("api", "/openapi.json", env, log, START_TIMEOUT_SECONDS)
+    return RunningApi(process, url, log)

@@ -20,12 +20,9 @@ import pytest
 import requests
 
 from analytics_platform.process_groups import (
-    free_port,
-    log_tail,
-    start_process_group,
     stop_process_group,
 )
-from analytics_platform_tests.cli_harness import BIN, REPO
+from analytics_platform_tests.cli_harness import start_server
 
 START_TIMEOUT_SECONDS = 60
 
@@ -62,28 +59,10 @@ def start_collector(
     env: Mapping[str, str], log: Path, settings: Mapping[str, str] | None = None
 ) -> RunningCollector:
     """Start a collector on a free port and wait until /health answers 200."""
-    port = free_port()
-    process = start_process_group(
-        [str(BIN / "analytics-platform"), "collector", "--port", str(port)],
-        log=log,
-        env={**env, **(settings or {})},
-        cwd=REPO,
+    process, url = start_server(
+        "collector", "/health", {**env, **(settings or {})}, log, START_TIMEOUT_SECONDS
     )
-    collector = RunningCollector(process, f"http://127.0.0.1:{port}", log)
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the collector exited {process.returncode}: {log_tail(log)}")
-        try:
-            if requests.get(f"{collector.url}/health", timeout=2).status_code == 200:
-                return collector
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.1)
-    stop_process_group(process)
-    raise AssertionError(
-        f"the collector was not healthy in {START_TIMEOUT_SECONDS} s: {log_tail(log)}"
-    )
+    return RunningCollector(process, url, log)
 
 
 def landed_lines(landing: Path, tenant: str | None = None) -> Iterator[tuple[Path, bytes]]:

@@ -9,13 +9,11 @@ server (CLICKHOUSE_URL=http://...), where any number of API processes read at on
 from __future__ import annotations
 
 import logging
-import signal
-
-import uvicorn
 
 from analytics_platform.api.app import create_app
 from analytics_platform.api.reader import serving_reader
 from analytics_platform.service.observability.logs import use_json_logs
+from analytics_platform.service.uvicorn_run import run_uvicorn
 from analytics_platform.settings import key_cache_seconds, observed_stores
 
 log = logging.getLogger("analytics_platform.api")
@@ -45,22 +43,15 @@ def serve(
         extra={"event": "started"},
     )
     stores = observed_stores(warehouse_url=database_url)
-    config = uvicorn.Config(
-        create_app(reader, auth, cache_bytes=cache_bytes, stores=stores),
-        host=host,
-        port=port,
-        lifespan="on",
-        access_log=False,
-        log_level="warning",
-        log_config=None,  # keep the JSON handler use_json_logs installed
-        limit_concurrency=MAX_CONNECTIONS,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-    )
-    # As the collector: uvicorn re-raises the stopping signal after a clean shutdown.
-    for stop_signal in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(stop_signal, signal.SIG_IGN)
+    app = create_app(reader, auth, cache_bytes=cache_bytes, stores=stores)
     try:
-        uvicorn.Server(config).run()
+        run_uvicorn(
+            app,
+            host,
+            port,
+            max_connections=MAX_CONNECTIONS,
+            graceful_seconds=GRACEFUL_SHUTDOWN_SECONDS,
+        )
     finally:
         reader.close()
         auth.close()

@@ -9,14 +9,12 @@ every segment and exits 0.
 from __future__ import annotations
 
 import logging
-import signal
-
-import uvicorn
 
 from analytics_platform.service.collector import create_app
 from analytics_platform.service.observability.logs import use_json_logs
 from analytics_platform.service.recovery import recover_abandoned
 from analytics_platform.service.segments import SegmentWriter
+from analytics_platform.service.uvicorn_run import run_uvicorn
 from analytics_platform.settings import CollectorSettings, key_cache_seconds, observed_stores
 
 log = logging.getLogger("analytics_platform.collector")
@@ -47,19 +45,10 @@ def serve(settings: CollectorSettings, database_url: str, host: str, port: int) 
         extra={"event": "started", "recovered_segments": len(recovered)},
     )
     auth = KeyAuthenticator(PostgresResource(url=database_url), cache_seconds=key_cache_seconds())
-    config = uvicorn.Config(
+    run_uvicorn(
         create_app(settings, writer, auth, observed_stores(warehouse_url=database_url)),
-        host=host,
-        port=port,
-        lifespan="on",
-        access_log=False,
-        log_level="warning",
-        log_config=None,  # keep the JSON handler use_json_logs installed
-        limit_concurrency=MAX_CONNECTIONS,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        host,
+        port,
+        max_connections=MAX_CONNECTIONS,
+        graceful_seconds=GRACEFUL_SHUTDOWN_SECONDS,
     )
-    # uvicorn re-raises the signal that stopped it once it is done, so the process
-    # would die of SIGTERM after a clean shutdown; ignored here, it exits 0 instead.
-    for stop_signal in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(stop_signal, signal.SIG_IGN)
-    uvicorn.Server(config).run()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 import re
 import shutil
@@ -157,8 +158,14 @@ def test_demo_loads_every_layer_and_its_run_reexecutes_from_the_ui_to_the_same_c
     assert sum(n for _, n in sources) == feed.accepted
     # The collector was stopped, its process group with it.
     collector_log = (Path(demo_env["PLATFORM_HOME"]) / "demo" / "collector.log").read_text()
-    # It names itself `collector <host>-<pid>-<start>-<random>: ...` when it starts.
-    (collector_id,) = re.findall(r"^collector (\S+): ", collector_log, flags=re.MULTILINE)
+    # It names itself `collector <host>-<pid>-<start>-<random>: ...` in the JSON log line
+    # of its start.
+    started = [
+        json.loads(line)["message"]
+        for line in collector_log.splitlines()
+        if line.startswith("{") and json.loads(line).get("event") == "started"
+    ]
+    (collector_id,) = [re.match(r"collector (\S+): ", message)[1] for message in started]
     collector_pid = int(collector_id.rsplit("-", 3)[1])
     assert left_in_group(collector_pid) == []
 

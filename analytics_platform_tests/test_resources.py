@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -21,11 +22,15 @@ COLUMNS = ("tenant_id", "event_date", "value")
 
 
 @pytest.fixture
-def slice_table(postgres: PostgresResource) -> str:
+def slice_table(postgres: PostgresResource) -> Iterator[str]:
+    """A table of the test's own in the session's warehouse, dropped after it: a table
+    with a tenant_id left in `platform` would be one more table a tenant move copies."""
     name = f"platform.slice_test_{time.time_ns()}"
     with postgres.transaction() as conn:
         conn.execute(f"CREATE TABLE {name} (tenant_id text, event_date date, value int)")
-    return name
+    yield name
+    with postgres.transaction() as conn:
+        conn.execute(f"DROP TABLE {name}")
 
 
 def rows_of(postgres: PostgresResource, table: str) -> list[tuple]:

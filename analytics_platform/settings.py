@@ -109,16 +109,9 @@ def key_cache_seconds(environ: Mapping[str, str] | None = None) -> float:
     A revoked key or a suspended tenant is refused at most this long after the change;
     0 asks the warehouse on every request.
     """
-    value = (os.environ if environ is None else environ).get("KEY_CACHE_SECONDS", "")
-    try:
-        seconds = float(value) if value else DEFAULT_KEY_CACHE_SECONDS
-    except ValueError:
-        seconds = -1.0
-    if not 0 <= seconds <= 3600:
-        raise SettingsError(
-            f"KEY_CACHE_SECONDS={value!r}: use a number of seconds from 0 to 3600 (default 5)"
-        )
-    return seconds
+    return _bounded_number(
+        environ, "KEY_CACHE_SECONDS", DEFAULT_KEY_CACHE_SECONDS, 0, 3600, "seconds"
+    )
 
 
 def api_clickhouse_wait_seconds(environ: Mapping[str, str] | None = None) -> float:
@@ -128,17 +121,14 @@ def api_clickhouse_wait_seconds(environ: Mapping[str, str] | None = None) -> flo
     answered 503 `clickhouse_busy` with a Retry-After, so no answer comes later than this
     plus reopening chDB (~0.1 s) and the query itself.
     """
-    value = (os.environ if environ is None else environ).get("API_CLICKHOUSE_WAIT_SECONDS", "")
-    try:
-        seconds = float(value) if value else DEFAULT_API_CLICKHOUSE_WAIT_SECONDS
-    except ValueError:
-        seconds = -1.0
-    if not 0 <= seconds <= 60:
-        raise SettingsError(
-            f"API_CLICKHOUSE_WAIT_SECONDS={value!r}: use a number of seconds from 0 to 60 "
-            f"(default {DEFAULT_API_CLICKHOUSE_WAIT_SECONDS:g})"
-        )
-    return seconds
+    return _bounded_number(
+        environ,
+        "API_CLICKHOUSE_WAIT_SECONDS",
+        DEFAULT_API_CLICKHOUSE_WAIT_SECONDS,
+        0,
+        60,
+        "seconds",
+    )
 
 
 def api_response_cache_bytes(environ: Mapping[str, str] | None = None) -> int:
@@ -146,17 +136,33 @@ def api_response_cache_bytes(environ: Mapping[str, str] | None = None) -> int:
 
     An ETag names the served parts, so a kept answer is never stale; 0 turns it off.
     """
-    value = (os.environ if environ is None else environ).get("API_RESPONSE_CACHE_MB", "")
-    try:
-        megabytes = float(value) if value else 64.0
-    except ValueError:
-        megabytes = -1.0
-    if not 0 <= megabytes <= 65536:
-        raise SettingsError(
-            f"API_RESPONSE_CACHE_MB={value!r}: use a number of megabytes from 0 to 65536 "
-            "(default 64; 0 keeps nothing)"
-        )
+    megabytes = _bounded_number(
+        environ, "API_RESPONSE_CACHE_MB", 64, 0, 65536, "megabytes", "; 0 keeps nothing"
+    )
     return int(megabytes * (1 << 20))
+
+
+def _bounded_number(
+    environ: Mapping[str, str] | None,
+    name: str,
+    default: float,
+    low: float,
+    high: float,
+    unit: str,
+    note: str = "",
+) -> float:
+    """The setting `name` as a number from `low` to `high` (`default` when unset)."""
+    value = (os.environ if environ is None else environ).get(name, "")
+    try:
+        number = float(value) if value else default
+    except ValueError:
+        number = float("nan")
+    if not low <= number <= high:
+        raise SettingsError(
+            f"{name}={value!r}: use a number of {unit} from {low:g} to {high:g} "
+            f"(default {default:g}{note})"
+        )
+    return number
 
 
 def landing_run_max_tenants(environ: Mapping[str, str] | None = None) -> int:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import psycopg
 
+from analytics_platform.resources.chdb_handoff import lock_path
 from analytics_platform.settings import CHDB_SCHEME, ObservedStores
 
 OK, DEGRADED, DOWN = "ok", "degraded", "down"
@@ -80,13 +81,13 @@ def dagster_storage_probe(stores: ObservedStores) -> Probe:
 
 
 def chdb_lock_holder(data_path: Path) -> bool:
-    """Whether a process holds the data path's lock (`<path>.lock`), without waiting.
+    """Whether a process holds the data path's lock (`chdb_handoff.lock_path`), without waiting.
 
     A shared, non-blocking flock: it conflicts with a session's exclusive lock only, and
     is released at once, so a run asking for the lock meanwhile retries a moment later.
     """
     try:
-        fd = os.open(f"{data_path}.lock", os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(lock_path(data_path), os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return False
     try:

@@ -660,10 +660,21 @@ def dagster_yaml() -> dict[str, Any]:
     return yaml.safe_load(DAGSTER_YAML.read_text())
 
 
-def test_dagster_yaml_uses_postgres_storage(dagster_yaml: dict[str, Any]) -> None:
-    storage = (dagster_yaml.get("storage") or {}).get("postgres") or {}
-    assert storage.get("postgres_url") == {"env": "DAGSTER_POSTGRES_URL"}, (
-        f"dagster.yaml should read its Postgres storage from DAGSTER_POSTGRES_URL, got {storage}"
+@pytest.mark.parametrize(
+    ("part", "module"),
+    [
+        ("run_storage", "dagster_postgres.run_storage"),
+        ("event_log_storage", "analytics_platform.instance_storage"),
+        ("schedule_storage", "dagster_postgres.schedule_storage"),
+    ],
+)
+def test_dagster_yaml_uses_postgres_storage(
+    dagster_yaml: dict[str, Any], part: str, module: str
+) -> None:
+    storage = dagster_yaml.get(part) or {}
+    assert storage.get("module") == module, f"dagster.yaml's {part} is {storage}"
+    assert storage.get("config", {}).get("postgres_url") == {"env": "DAGSTER_POSTGRES_URL"}, (
+        f"dagster.yaml's {part} should read Postgres from DAGSTER_POSTGRES_URL, got {storage}"
     )
 
 

@@ -1,0 +1,131 @@
+"""The project's event log storage (dagster.yaml) writes what dagster-postgres writes,
+with a handful of connections where dagster-postgres opens several per event."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance, instance_for_test
+from sqlalchemy import event, text
+
+from analytics_platform.definitions import defs
+from analytics_platform.instance_storage import PlatformEventLogStorage
+from analytics_platform.partitions import Rectangle, tenants_partitions
+from analytics_platform_tests.cli_harness import REPO
+
+DAY = dt.date(2026, 11, 2)
+TENANTS = tuple(f"st_{i:03d}" for i in range(12))
+
+
+@pytest.fixture
+def project_instance(
+    tmp_path: Path, fresh_database, monkeypatch: pytest.MonkeyPatch, platform_env
+) -> Iterator[DagsterInstance]:
+    """An instance on the project's dagster.yaml, its storage a fresh database."""
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", fresh_database("ap_test_events"))
+    monkeypatch.setenv("DAGSTER_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
+    shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
+    with DagsterInstance.from_config(str(tmp_path)) as instance:
+        yield instance
+
+
+@pytest.fixture
+def stock_instance(fresh_database) -> Iterator[DagsterInstance]:
+    """An instance on dagster-postgres' own storage."""
+    url = fresh_database("ap_test_events_stock")
+    with instance_for_test(overrides={"storage": {"postgres": {"postgres_url": url}}}) as instance:
+        yield instance
+
+
+def plan_daily_run(instance: DagsterInstance) -> str:
+    """A run for every tenant of TENANTS on DAY, created as the daemon creates a sensor's
+    run (planned events written, nothing executed); its run id."""
+    instance.add_dynamic_partitions(tenants_partitions.name, list(TENANTS))
+    job = defs.resolve_job_def("tenant_day_pipeline")
+    run = instance.create_run_for_job(job, tags=Rectangle(TENANTS, DAY, DAY).tags())
+    return run.run_id
+
+
+def written_rows(instance: DagsterInstance, run_id: str) -> dict[str, list[tuple]]:
+    """What planning the run wrote, in a form two storages can be compared by."""
+    storage = instance.event_log_storage
+    queries = {
+        "events": "SELECT dagster_event_type, asset_key, partition, step_key FROM event_logs "
+        "WHERE run_id = :run AND dagster_event_type LIKE '%PLANNED' ORDER BY 1, 2, 3, 4",
+        "asset index": "SELECT asset_key, last_run_id = :run FROM asset_keys ORDER BY 1",
+        "check executions": "SELECT asset_key, check_name, partition, execution_status, "
+        "evaluation_event_storage_id IS NOT NULL FROM asset_check_executions "
+        "WHERE run_id = :run ORDER BY 1, 2, 3",
+    }
+    with storage.index_connection() as conn:
+        rows = {
+            name: [tuple(row) for row in conn.execute(text(query), {"run": run_id})]
+            for name, query in queries.items()
+        }
+    # What automation reads to see a partition in progress: planned, not yet materialized.
+    job = defs.resolve_job_def("tenant_day_pipeline")
+    rows["in progress"] = sorted(
+        (key.to_user_string(), partition, planned_run == run_id)
+        for key in job.asset_layer.executable_asset_keys
+        for partition, (planned_run, _) in (
+            storage.get_latest_asset_partition_materialization_attempts_without_materializations(
+                key
+            ).items()
+        )
+    )
+    return rows
+
+
+def test_dagster_yaml_names_the_platform_event_log(project_instance: DagsterInstance) -> None:
+    assert isinstance(project_instance.event_log_storage, PlatformEventLogStorage)
+
+
+def test_a_planned_run_writes_the_rows_dagster_postgres_writes(
+    project_instance: DagsterInstance, stock_instance: DagsterInstance
+) -> None:
+    ours = written_rows(project_instance, plan_daily_run(project_instance))
+    stock = written_rows(stock_instance, plan_daily_run(stock_instance))
+    assets = len(defs.resolve_job_def("tenant_day_pipeline").asset_layer.executable_asset_keys)
+    assert len(ours["events"]) >= assets * len(TENANTS), ours["events"][:5]
+    assert ours["check executions"], "the pipeline's checks plan no executions"
+    assert len(ours["in progress"]) == assets * len(TENANTS)
+    assert ours == stock
+
+
+def test_planning_a_run_over_many_tenant_days_takes_a_handful_of_connections_and_statements(
+    project_instance: DagsterInstance, stock_instance: DagsterInstance
+) -> None:
+    def cost_of_planning(instance: DagsterInstance) -> tuple[int, int]:
+        """(connections opened, statements sent) to plan the daily run."""
+        opened, sent = [], []
+
+        def on_connect(*_) -> None:
+            opened.append(1)
+
+        def on_statement(*_) -> None:
+            sent.append(1)
+
+        engine = instance.event_log_storage._engine
+        event.listen(engine, "connect", on_connect)
+        event.listen(engine, "before_cursor_execute", on_statement)
+        try:
+            plan_daily_run(instance)
+        finally:
+            event.remove(engine, "connect", on_connect)
+            event.remove(engine, "before_cursor_execute", on_statement)
+        return len(opened), len(sent)
+
+    assets = len(defs.resolve_job_def("tenant_day_pipeline").asset_layer.executable_asset_keys)
+    planned = len(TENANTS) * assets
+    (ours, our_statements), (stock, stock_statements) = map(
+        cost_of_planning, (project_instance, stock_instance)
+    )
+    assert ours <= 3, f"{ours} connections opened to plan {planned} tenant-day assets"
+    # A few statements per asset (its index row, a pool's ping), none per tenant-day.
+    assert our_statements <= 5 * assets, f"{our_statements} statements for {planned} planned"
+    # The comparison itself: dagster-postgres pays per planned tenant-day asset.
+    assert stock > planned and stock_statements > 2 * planned, (stock, stock_statements)

@@ -463,12 +463,15 @@ def daily_run_report(results: dict) -> str:
         "the landing sensor's tick, then each run it requests executed in-process "
         "(`execute_in_process`, one after another) on a Postgres-backed instance (the "
         "project's dagster.yaml): raw, dbt staging and marts, checks, ClickHouse (chDB). "
-        "`before` = the code before batched serving, `after` = this branch. Set-up "
+        "Each row names the commit measured: `before` rows are earlier code kept for "
+        "comparison (815bc74: before batched serving; b4e5066, 02db3e6, e5ae8c0: before "
+        "the pooled, batched event log storage), `after` rows the code after each change. "
+        "Set-up "
         "(landing files, registry, provisioning) is not in the times. Load average: the "
         "1-minute figure before the case, and during its runs. Outside steps: the run's "
         "start and Dagster's events written before and between steps (an "
-        "ASSET_MATERIALIZATION_PLANNED per asset and tenant-day). Target: 1,000 tenants in "
-        "<= 10 minutes.",
+        "ASSET_MATERIALIZATION_PLANNED per asset and tenant-day, one statement per batch "
+        "since dbbee15). Target: 1,000 tenants in <= 10 minutes.",
         "",
         "| code | tenants | LANDING_RUN_MAX_TENANTS | runs | per run (min / median / max) | "
         "all runs | s per tenant | raw / dbt / checks / serving steps | outside steps | "

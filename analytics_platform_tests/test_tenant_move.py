@@ -128,3 +128,45 @@ def test_a_move_is_refused_when_the_target_already_has_the_tenant(
     with pytest.raises(MoveRefused, match="already has a tenant"):
         move_tenant(tenant, source=(postgres, instance), target=shard_b, actor="test")
     assert get_tenant(postgres, tenant).status == "pending"  # nothing changed on the source
+
+
+@pytest.mark.parametrize(
+    ("source_ddl", "target_ddl", "named"),
+    [
+        (
+            "CREATE TABLE platform.move_test_only_here (tenant_id text, note text)",
+            None,
+            r"platform\.move_test_only_here \(no such table\)",
+        ),
+        (None, "ALTER TABLE platform.tenants DROP COLUMN display_name", "columns display_name"),
+    ],
+    ids=["table only in the source", "column missing in the target"],
+)
+def test_a_move_is_refused_before_the_source_changes_when_the_target_lacks_its_schema(
+    postgres, clickhouse, instance, shard_b, new_tenant, source_ddl, target_ddl, named
+):
+    tenant = new_tenant("mv")
+    register_tenant(postgres, tenant, actor="test")
+    provision_tenant(postgres, clickhouse, instance, tenant, actor="test")
+    target_pg = shard_b[0]
+    if target_ddl:
+        with target_pg.connect() as conn:
+            conn.execute(target_ddl)
+            conn.commit()
+    if source_ddl:
+        with postgres.connect() as conn:
+            conn.execute(source_ddl)
+            conn.commit()
+    try:
+        with pytest.raises(MoveRefused, match=named):
+            move_tenant(tenant, source=(postgres, instance), target=shard_b, actor="test")
+    finally:
+        if source_ddl:  # the session's warehouse is shared by later tests
+            with postgres.connect() as conn:
+                conn.execute("DROP TABLE platform.move_test_only_here")
+                conn.commit()
+    assert get_tenant(postgres, tenant).status == "active"  # not suspended, nothing read
+    with target_pg.connect() as conn:
+        assert not conn.execute(
+            "SELECT 1 FROM platform.tenants WHERE tenant_id = %s", (tenant,)
+        ).fetchone()

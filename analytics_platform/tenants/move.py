@@ -100,6 +100,21 @@ def _copy_table(
     return copied
 
 
+def schema_gaps(source: psycopg.Connection, target: psycopg.Connection) -> list[str]:
+    """What the target warehouse lacks to take the source's tenant rows: each moved table
+    missing there, or the columns of it missing there (a target on an older schema, or a
+    table only the source has)."""
+    gaps = []
+    for table in moved_tables(source):
+        wanted = [*_columns(source, table)[0]]
+        present = set(_columns(target, table)[0])
+        if not present:
+            gaps.append(f"{table} (no such table)")
+        elif missing := [c for c in wanted if c not in present]:
+            gaps.append(f"{table} (columns {', '.join(missing)})")
+    return gaps
+
+
 def _raw_days(conn: psycopg.Connection, tenant: str) -> tuple[dt.date, dt.date] | None:
     first = last = None
     for table in RAW_TABLES:
@@ -125,8 +140,9 @@ def move_tenant(
 ) -> MoveReport:
     """Copy the tenant from the source shard to the target, then provision it there.
 
-    Refused before anything is written when the target already knows the tenant or
-    the two are one warehouse. Without the source's instance (a shard of the same
+    Refused before anything is written (the source untouched) when the target already
+    knows the tenant, lacks a table or column the tenant's rows need, or the two are one
+    warehouse. Without the source's instance (a shard of the same
     workspace, whose `tenants_<shard>` partitions only that shard's processes sync)
     the tenant must already be suspended there. `landing` = (source LANDING_DIR,
     target LANDING_DIR): the tenant's folder is moved too, after the rows are committed.
@@ -142,6 +158,14 @@ def move_tenant(
             "SELECT 1 FROM platform.tenants WHERE tenant_id = %s", (tenant_id,)
         ).fetchone():
             raise MoveRefused(f"the target warehouse already has a tenant {tenant_id!r}")
+        with source_pg.connect() as source_conn:
+            gaps = schema_gaps(source_conn, conn)
+    if gaps:
+        raise MoveRefused(
+            f"the target warehouse cannot take {tenant_id!r}'s rows, it lacks: "
+            + "; ".join(gaps)
+            + " (migrate it to the source's schema first)"
+        )
     status = get_tenant(source_pg, tenant_id).status
     if status == "active" and source_instance is None:
         raise MoveRefused(

@@ -50,7 +50,9 @@ PLANNED = DagsterEventType.ASSET_MATERIALIZATION_PLANNED
 CHECK_PLANNED = DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED
 
 POOL_SIZE = 2  # idle connections a process keeps: a run worker writes from one thread
-POOL_OVERFLOW = 8  # more at once (daemon threads, the webserver's loaders) are opened and closed
+# Beyond those, as many as the process's threads ask for at once (the daemon's), opened
+# and closed as before: a bounded pool would make a busy daemon thread wait for one.
+POOL_OVERFLOW = -1
 POOL_RECYCLE_SECONDS = 3600
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -129,3 +131,23 @@ def test_planning_a_run_over_many_tenant_days_takes_a_handful_of_connections_and
     assert our_statements <= 5 * assets, f"{our_statements} statements for {planned} planned"
     # The comparison itself: dagster-postgres pays per planned tenant-day asset.
     assert stock > planned and stock_statements > 2 * planned, (stock, stock_statements)
+
+
+def test_threads_holding_connections_at_once_never_wait_for_the_pool(
+    project_instance: DagsterInstance,
+) -> None:
+    """The daemon's threads write at once: a bounded pool would make one wait (30 s) for
+    another's connection, where dagster-postgres' storage gave each its own."""
+    storage = project_instance.event_log_storage
+    threads = 16
+    together = threading.Barrier(threads, timeout=20)
+
+    def hold(_: int) -> int:
+        with storage.index_connection() as conn:
+            (backend,) = conn.execute(text("SELECT pg_backend_pid()")).one()
+            together.wait()  # every thread holds its connection at this moment
+        return backend
+
+    with ThreadPoolExecutor(threads) as pool:
+        backends = list(pool.map(hold, range(threads)))
+    assert len(set(backends)) == threads

@@ -14,8 +14,8 @@ writes unchanged:
   hour, never shared across a fork), as dagster-webserver already does for its own;
 - a batch of planned events (Dagster hands them over as one batch once
   DAGSTER_EVENT_BATCH_SIZE is set, which importing this module does) is one INSERT into
-  the event log, one upsert per asset into the asset index and one INSERT of the
-  planned check executions, instead of three statements per event.
+  the event log and one upsert per asset into the asset index, instead of three
+  statements per event (each check's planned partitions were one statement already).
 
 dagster.yaml names it as the event log storage, so the daemon (which creates the runs
 a sensor or schedule requests), the webserver and every run worker use it.
@@ -28,12 +28,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
-from dagster._core.events import DagsterEventType
-from dagster._core.events.log import EventLogEntry
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
-from dagster._core.storage.event_log import SqlEventLogStorageTable
-from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
-from dagster._serdes import ConfigurableClassData, serialize_value
+from dagster import DagsterEventType, EventLogEntry
 from dagster_postgres.event_log import PostgresEventLogStorage
 from dagster_postgres.utils import (
     create_pg_engine,
@@ -78,7 +73,7 @@ class PlatformEventLogStorage(PostgresEventLogStorage):
 
     @classmethod
     def from_config_value(
-        cls, inst_data: ConfigurableClassData | None, config_value: dict[str, Any]
+        cls, inst_data: Any, config_value: dict[str, Any]
     ) -> PlatformEventLogStorage:
         return cls(
             inst_data=inst_data,
@@ -103,51 +98,20 @@ class PlatformEventLogStorage(PostgresEventLogStorage):
         if not events or not kinds <= {PLANNED, CHECK_PLANNED}:
             super().store_event_batch(events)
             return
+        insert = self.prepare_insert_event_batch(events)
         with self._connect() as conn:
-            event_ids = (
-                conn.execute(
-                    self.prepare_insert_event_batch(events).returning(SqlEventLogStorageTable.c.id)
-                )
-                .scalars()
-                .all()
-            )
+            event_ids = conn.execute(insert.returning(insert.table.c.id)).scalars().all()
         latest_planned: dict[str, tuple[EventLogEntry, int]] = {}
-        check_rows = []
         for event, event_id in zip(events, event_ids, strict=True):
             dagster_event = event.get_dagster_event()
-            if dagster_event.event_type == PLANNED:
-                latest_planned[dagster_event.asset_key.to_string()] = (event, event_id)
+            if dagster_event.event_type == CHECK_PLANNED:
+                # One event per check and run, its partitions written in one statement.
+                self.store_asset_check_event(event, event_id)
             else:
-                check_rows += _planned_check_rows(self, event, event_id)
+                latest_planned[dagster_event.asset_key.to_string()] = (event, event_id)
         with self.index_transaction() as conn:
             for event, event_id in latest_planned.values():
                 self._store_asset_event(conn, event, event_id)
-            if check_rows:
-                conn.execute(AssetCheckExecutionsTable.insert(), check_rows)
-
-
-def _planned_check_rows(
-    storage: PlatformEventLogStorage, event: EventLogEntry, event_id: int
-) -> list[dict[str, Any]]:
-    """The asset_check_executions rows dagster's store_asset_check_event writes for one
-    ASSET_CHECK_EVALUATION_PLANNED event: one per partition planned (or one unpartitioned)."""
-    planned = event.get_dagster_event().asset_check_planned_data
-    partitions = (
-        planned.partitions_subset.get_partition_keys() if planned.partitions_subset else [None]
-    )
-    return [
-        dict(
-            asset_key=planned.asset_key.to_string(),
-            check_name=planned.check_name,
-            partition=partition,
-            run_id=event.run_id,
-            execution_status=AssetCheckExecutionRecordStatus.PLANNED.value,
-            evaluation_event=serialize_value(event),
-            evaluation_event_timestamp=storage._event_insert_timestamp(event),
-            evaluation_event_storage_id=event_id,
-        )
-        for partition in partitions
-    ]
 
 
 def _reset_pool(storage: PlatformEventLogStorage | None) -> None:

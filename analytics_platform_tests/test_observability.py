@@ -439,6 +439,47 @@ def test_a_down_optional_dependency_degrades_but_stays_200(tmp_path: Path, wareh
     assert body["dependencies"]["dagster_storage"]["state"] == "down"
 
 
+def test_an_unexpected_error_answers_the_apps_500_with_the_request_id_and_logs_it(
+    tmp_path: Path,
+):
+    import io
+    import logging
+
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from analytics_platform.service.observability import instrument
+    from analytics_platform.service.observability.logs import JsonFormatter
+
+    def broken(_request):
+        raise ZeroDivisionError("the endpoint divided by zero")
+
+    async def internal(_request, _err):
+        return JSONResponse({"error": {"code": "internal_error"}}, status_code=500)
+
+    app = Starlette(routes=[Route("/broken", broken)], exception_handlers={Exception: internal})
+    nowhere = f"postgresql://postgres@127.0.0.1:{free_port()}/nothing"
+    stores = ObservedStores(nowhere, f"chdb://{tmp_path / 'ch'}", tmp_path, nowhere)
+    instrument(app, service="api", stores=stores, platform_metrics=False)
+    written = io.StringIO()
+    handler = logging.StreamHandler(written)
+    handler.setFormatter(JsonFormatter("api"))
+    errors = logging.getLogger("analytics_platform.errors")
+    errors.addHandler(handler)
+    try:
+        with served(app) as url:
+            response = requests.get(f"{url}/broken", headers={"X-Request-Id": "boom-1"}, timeout=10)
+    finally:
+        errors.removeHandler(handler)
+    assert response.status_code == 500
+    assert response.json() == {"error": {"code": "internal_error"}}  # the app's own body
+    assert response.headers["X-Request-Id"] == "boom-1"
+    (line,) = [json.loads(text) for text in written.getvalue().splitlines()]
+    assert line["request_id"] == "boom-1" and line["message"] == "request failed"
+    assert "ZeroDivisionError: the endpoint divided by zero" in line.get("exc_info", str(line))
+
+
 # --------------------------------------------------------------------------- CLI logs
 
 

@@ -16,7 +16,6 @@ being read. Errors are `{"error": {"code", "message"[, "parameter"]}}`.
 # and the `Tenant` alias is local to create_app.
 import datetime as dt
 import hashlib
-import logging
 from collections.abc import Callable
 from typing import Annotated, Any, Protocol
 
@@ -36,7 +35,6 @@ from analytics_platform.settings import ObservedStores
 from analytics_platform.shard import TENANT_DATABASE_PREFIX
 from analytics_platform.tenants.ids import SITE_ID_PATTERN, validate_tenant_id
 
-log = logging.getLogger("analytics_platform.api")
 MAX_RANGE_DAYS = 400  # a tenant's default retention
 MAX_PAGE_ROWS = 1000
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,255}$"
@@ -278,7 +276,7 @@ def create_app(
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, err: Exception) -> Response:
-        log.exception("read API request failed")
+        # Logged, with the request id, by the observability middleware that calls this.
         return ApiError(500, "internal_error", "the request failed; see the API's log").response()
 
     common = {"responses": ERROR_RESPONSES}

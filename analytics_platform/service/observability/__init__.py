@@ -79,5 +79,10 @@ def instrument(
 
     app.add_route("/health", health_endpoint, methods=["GET"], include_in_schema=False)
     app.add_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
-    app.add_middleware(ObservedRequests, service=service, routes=app.router.routes)
+    app.add_middleware(
+        ObservedRequests,
+        service=service,
+        routes=app.router.routes,
+        on_error=app.exception_handlers.get(Exception) or app.exception_handlers.get(500),
+    )
     return app

@@ -6,9 +6,12 @@ own task: no extra task per request, and the contextvar the endpoint sees is our
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
+from collections.abc import Callable
 
+from starlette.requests import Request
 from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -20,6 +23,7 @@ from analytics_platform.service.observability.context import (
 from analytics_platform.service.observability.http_metrics import REQUEST_SECONDS, status_class
 
 access_log = logging.getLogger("analytics_platform.access")
+error_log = logging.getLogger("analytics_platform.errors")
 UNMATCHED = "<unmatched>"
 
 
@@ -41,10 +45,21 @@ def route_template(routes: list, scope: Scope) -> str:
 class ObservedRequests:
     """Wraps an app: every HTTP request gets an id, a histogram sample and a log line."""
 
-    def __init__(self, app: ASGIApp, *, service: str, routes: list) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        service: str,
+        routes: list,
+        on_error: Callable[[Request, Exception], object] | None = None,
+    ) -> None:
         self.app = app
         self.service = service
         self.routes = routes
+        # The app's handler for an unexpected error. Starlette calls it from its outermost
+        # middleware, outside this one, so its 500 would go out without the request id;
+        # called here instead, the answer carries the id and the error is logged with it.
+        self.on_error = on_error
 
     def _template(self, scope: Scope) -> str:
         """The route template; the router's own pick (Starlette >= 1.0 leaves it in
@@ -63,18 +78,29 @@ class ObservedRequests:
         started = time.perf_counter()
         header = _header(scope, REQUEST_ID_HEADER.encode())
         info = begin_request(accepted_request_id(header))
-        status = 500
+        status, responded = 500, False
         id_header = (b"x-request-id", info.request_id.encode())
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, responded
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, responded = message["status"], True
                 message["headers"] = [*message.get("headers", []), id_header]
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            try:
+                await self.app(scope, receive, send_with_id)
+            except Exception as err:
+                if responded or self.on_error is None:
+                    raise
+                error_log.exception(
+                    "request failed", extra={"service": self.service, "tenant": info.tenant}
+                )
+                response = self.on_error(Request(scope, receive), err)
+                if inspect.isawaitable(response):
+                    response = await response
+                await response(scope, receive, send_with_id)
         finally:
             seconds = time.perf_counter() - started
             route = self._template(scope)

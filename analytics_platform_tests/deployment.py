@@ -153,7 +153,12 @@ class Deployment:
         """Start the code server, then the webserver and daemon; wait until all are ready.
 
         Without the daemon it is the UI alone (what benchmarks of the webserver need).
+        The instance's tables are created here first, as a deployment's first process
+        does before the others start (docker-compose starts them after the code server):
+        code servers creating a fresh storage at once race on its DDL.
         """
+        with self.instance():
+            pass
         for service in self.code_servers:
             self._spawn(service)
         for service in self.code_servers:

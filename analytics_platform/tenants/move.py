@@ -106,7 +106,7 @@ def schema_gaps(source: psycopg.Connection, target: psycopg.Connection) -> list[
     table only the source has)."""
     gaps = []
     for table in moved_tables(source):
-        wanted = [*_columns(source, table)[0]]
+        wanted, _identity = _columns(source, table)
         present = set(_columns(target, table)[0])
         if not present:
             gaps.append(f"{table} (no such table)")

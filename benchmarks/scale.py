@@ -14,6 +14,7 @@ them in turn and gathers their results into benchmarks/results/scale.json.
 | history | one day's build with 1 week vs 1 year of history (scale_history.py) |
 | clickhouse | a database per tenant vs shared tables with row policies (scale_clickhouse.py) |
 | ui | the webserver's partition queries and `tenants list` (scale_ui.py) |
+| daemon | one day for every tenant, landed and served under the daemon (scale_daemon.py) |
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-PARTS = ["automation", "sensor", "history", "clickhouse", "ui"]
+PARTS = ["automation", "sensor", "history", "clickhouse", "ui", "daemon"]
 RESULTS = HERE / "results"
 
 

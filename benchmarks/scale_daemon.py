@@ -1,6 +1,6 @@
 """Scale benchmark, part `daemon`: one day for every tenant, launched and run by the daemon.
 
-    .venv/bin/python benchmarks/scale_daemon.py [--tenants 1000] [--events 1000]
+    .venv/bin/python benchmarks/scale_daemon.py [--tenants 1000] [--events 1000] [--quick]
 
 `scale_sensor.py --runs` executes a sensor's runs in-process, one after another. This
 part runs the day as production does: the code server, webserver and daemon as
@@ -61,18 +61,19 @@ def in_flight(instance) -> int:
 def run_rows(instance, landed_at: float) -> list[dict]:
     """Every run of the instance: who asked for it, when it was created, started and
     ended (seconds after the files landed), its tenant-days and its step seconds."""
+    from analytics_platform.sensors.landing import TENANTS_TAG
+
+    def after(stamp: float | None) -> float | None:
+        return None if stamp is None else round(stamp - landed_at, 1)
+
     rows = []
     for record in sorted(instance.get_run_records(), key=lambda r: r.create_timestamp):
         run = record.dagster_run
-
-        def after(stamp):
-            return None if stamp is None else round(stamp - landed_at, 1)
-
         rows.append(
             {
                 "by": run.tags.get("dagster/sensor_name") or run.tags.get("dagster/schedule_name"),
                 "status": run.status.value,
-                "tenants": int(run.tags.get("landing/tenants", 1)),
+                "tenants": int(run.tags.get(TENANTS_TAG, 1)),
                 "created_s": after(record.create_timestamp.timestamp()),
                 "started_s": after(record.start_time),
                 "ended_s": after(record.end_time),
@@ -156,16 +157,16 @@ def report(results: dict) -> str:
         "",
         "The deployment as processes (code server, webserver, daemon; Postgres-backed "
         "storage, the project's dagster.yaml, every sensor and automation on), the tenants "
-        "registered and provisioned beforehand; then yesterday's file (1,000 events) lands "
+        "registered and provisioned beforehand; then yesterday's file lands "
         "for every tenant at once. Timed from the landing until every tenant's day is "
         "served and no run is queued or in flight. The files take a while to write (21.7 s "
         "for 1,000), so the sensor's ticks see them in a few groups, each a run; the runs "
         "go side by side (at most 4). Run times are seconds after the landing began. "
         f"Target: <= {TARGET_SECONDS // 60} minutes at 1,000 tenants.",
         "",
-        "| tenants | landed -> all served, idle | runs (by): tenants each | first created / "
-        "last started / last ended | steps summed over the runs: raw / dbt / checks / serving "
-        "| load before / during | code |",
+        "| tenants x events each | landed -> all served, idle | runs (by): tenants each | "
+        "first created / last started / last ended | steps summed over the runs: raw / dbt / "
+        "checks / serving | load before / during | code |",
         "|---|---|---|---|---|---|---|",
     ]
     for row in sorted(results.values(), key=lambda r: r["tenants"]):
@@ -185,7 +186,7 @@ def report(results: dict) -> str:
             else "-"
         )
         lines.append(
-            f"| {row['tenants']:,} | "
+            f"| {row['tenants']:,} x {row['events_per_tenant']:,} | "
             + (f"{done} s ({done / 60:.1f} min)" if done else f"not done ({row['served']} served)")
             + " | "
             + ", ".join(
@@ -205,11 +206,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--tenants", type=int, default=1000)
     parser.add_argument("--events", type=int, default=1000, help="events per tenant-day")
+    parser.add_argument("--quick", action="store_true", help="10 tenants, 100 events each")
     args = parser.parse_args()
+    if args.quick:
+        args.tenants, args.events = 10, 100
     row = measure(args.tenants, args.events)
     print(json.dumps(row), flush=True)
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results[str(args.tenants)] = row
+    results[f"{args.tenants}:{args.events}"] = row
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     write_section("scale-daemon", report(results))

@@ -118,7 +118,14 @@ def postgres(warehouse_url: str) -> PostgresResource:
 
 @pytest.fixture
 def clickhouse(clickhouse_url: str) -> ClickHouseResource:
-    return ClickHouseResource(url=clickhouse_url, lock_timeout_seconds=60)
+    """The session's chDB, serving through a scratch database of the test's own: tests
+    that look at what serving leaves in its scratch never see another test's (a run
+    stopped mid-serving leaves its scratch table behind)."""
+    return ClickHouseResource(
+        url=clickhouse_url,
+        scratch_database=f"_serving_load_{uuid.uuid4().hex[:8]}",
+        lock_timeout_seconds=60,
+    )
 
 
 @pytest.fixture

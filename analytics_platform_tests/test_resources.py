@@ -7,7 +7,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -140,18 +139,6 @@ def scratch_tables(session, clickhouse: ClickHouseResource, tenant: str) -> list
         "AND name LIKE '\\_load\\_%')"
     )
     return list(frame["name"])
-
-
-@pytest.fixture
-def clickhouse(clickhouse_url: str) -> ClickHouseResource:
-    """The session's chDB with a scratch database of the test's own: these tests check
-    that serving leaves no scratch table, and the session's chDB is shared with tests
-    whose runs may have been stopped mid-serving."""
-    return ClickHouseResource(
-        url=clickhouse_url,
-        scratch_database=f"_serving_load_{uuid.uuid4().hex[:8]}",
-        lock_timeout_seconds=60,
-    )
 
 
 def test_clickhouse_partitions_are_replaced_not_appended(postgres, clickhouse, new_tenant):
